@@ -1,0 +1,134 @@
+# bcdad: BCDA bulk-export daemon.  See README.md.
+#
+#   make            build bin/bcdad
+#   make check      unit and integration tests (SANITIZE=1 for ASan+UBSan)
+#   make demo       one complete export against the bundled emulator
+#   make bench      throughput and memory benchmarks
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install (as root) or print the Debian packages needed
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+DESTDIR  ?=
+PYTHON   ?= /usr/bin/python3
+
+PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih
+DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
+	   libjansson-dev libsqlite3-dev libssl-dev zlib1g-dev libsystemd-dev \
+	   libinih-dev python3 sqlite3 curl
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/asan
+SANFLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=all
+else
+BUILD    ?= build/release
+SANFLAGS  =
+endif
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wformat=2 -Wformat-security -Wvla \
+	   -Wpointer-arith -Wundef -Wwrite-strings -Wimplicit-fallthrough
+CFLAGS  ?= -O2 -g
+VERSION  = 0.1.0
+CFLAGS  += -std=c11 -D_GNU_SOURCE -DBCDAD_VERSION=\"$(VERSION)\" -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+	   -fPIE $(WARN) $(SANFLAGS) -Ilib -I$(BUILD)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm
+
+LIB_SRC  = $(wildcard lib/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/schema.o
+DMN_SRC  = $(wildcard daemon/*.c)
+DMN_OBJ  = $(DMN_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+SCHEMA   = $(sort $(wildcard schema/*.sql))
+
+BIN      = $(BUILD)/bcdad
+
+.PHONY: all check unit integration demo bench install clean deps check-deps
+
+all: check-deps $(BIN) bin/bcdad
+
+bin/bcdad: $(BIN)
+	@mkdir -p bin
+	ln -sf ../$(BIN) $@
+
+$(BIN): $(DMN_OBJ) $(BUILD)/libbcdad.a
+	$(CC) $(LDFLAGS) -o $@ $(DMN_OBJ) $(BUILD)/libbcdad.a $(LDLIBS)
+
+$(BUILD)/libbcdad.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h daemon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+# Migrations are compiled into the binary: schema/NNN-name.sql becomes one
+# entry of an ordered table (see lib/store.c).
+$(BUILD)/schema.c: $(SCHEMA) tools/embed-schema.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-schema.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/schema.o: $(BUILD)/schema.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libbcdad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
+		$(BUILD)/libbcdad.a $(LDLIBS)
+
+check: deps all $(UNIT_BIN)
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
+
+unit: all $(UNIT_BIN)
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh unit
+
+integration: all
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh integration
+
+demo: deps all
+	@BUILD=$(BUILD) $(PYTHON) tests/demo.py
+
+bench: all
+	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench.py
+
+# Fails early with the apt-get line instead of a wall of compiler errors.
+check-deps:
+	@pkg-config --exists $(PKGS) || { \
+	  echo "missing build dependencies; run 'make deps' or:"; \
+	  echo "  apt-get install $(DEB_PKGS)"; exit 1; }
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "missing packages; run as root:"; \
+	  echo "  apt-get install$$missing"; exit 1; \
+	fi
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/bcdad \
+		$(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bcdad
+	install -m 0644 daemon/bcdad.8 $(DESTDIR)$(MANDIR)/man8/bcdad.8
+	install -m 0644 lib/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
+	install -m 0640 packaging/bcdad.conf.example \
+		$(DESTDIR)$(SYSCONFDIR)/bcdad/bcdad.conf.example
+	install -m 0644 systemd/*.service systemd/*.socket systemd/*.timer \
+		$(DESTDIR)$(UNITDIR)/
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,32 @@
+/*
+ * The bcdad process: prototypes of daemon/, grouped by file.
+ */
+#ifndef BCDAD_DAEMON_H
+#define BCDAD_DAEMON_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+
+#define CTL_VERSION	1
+#define CTL_MAX_MSG	(64 * 1024)	/* a request or reply line */
+#define CTL_TIMEOUT_MS	10000		/* a client that says nothing */
+#define CTL_SOCKET_NAME	"bcdad.sock"
+
+/* main.c */
+char	*socket_path(const struct config *);
+
+/* daemon.c */
+int	daemon_run(struct config *);
+
+/* control.c */
+struct ctl;
+struct ctl	*ctl_listen(uv_loop_t *, struct engine *, const char *path,
+		    int fd);
+void		 ctl_close(struct ctl *);
+
+/* client.c */
+int	client_main(const char *sock, int argc, char **argv);
+
+#endif

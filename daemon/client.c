@@ -1,0 +1,216 @@
+/*
+ * The command-line client: bcdad status|run|cancel|doctor.  One request
+ * line to the control socket, one reply line back.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "bcdad.h"
+
+/* Sends req (consumed) and returns the reply, or NULL with a message. */
+static json_t *
+call(const char *path, json_t *req)
+{
+	struct sockaddr_un sun;
+	struct pollfd pfd;
+	char *text = NULL, buf[4096], *all = NULL, *p;
+	size_t len = 0;
+	json_t *rep = NULL;
+	ssize_t n;
+	int fd = -1;
+
+	json_object_set_new(req, "version", json_integer(CTL_VERSION));
+	text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (text == NULL || strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "bcdad: bad socket path %s\n", path);
+		goto out;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		fprintf(stderr, "bcdad: cannot reach the daemon at %s: %s "
+		    "(is bcdad running? see systemctl status bcdad)\n", path,
+		    strerror(errno));
+		goto out;
+	}
+	if (write(fd, text, strlen(text)) < 0 || write(fd, "\n", 1) < 0) {
+		fprintf(stderr, "bcdad: writing to %s: %s\n", path,
+		    strerror(errno));
+		goto out;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	for (;;) {
+		if (poll(&pfd, 1, CTL_TIMEOUT_MS) <= 0) {
+			fprintf(stderr, "bcdad: no answer from the daemon\n");
+			goto out;
+		}
+		if ((n = read(fd, buf, sizeof(buf))) <= 0)
+			break;
+		if (len + (size_t)n > CTL_MAX_MSG * 16 ||
+		    (p = realloc(all, len + (size_t)n + 1)) == NULL)
+			goto out;
+		all = p;
+		memcpy(all + len, buf, (size_t)n);
+		len += (size_t)n;
+		if (memchr(buf, '\n', (size_t)n) != NULL)
+			break;
+	}
+	if (all == NULL ||
+	    (rep = json_loadb(all, len, JSON_DISABLE_EOF_CHECK, NULL)) == NULL)
+		fprintf(stderr, "bcdad: unreadable answer from the daemon\n");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	free(all);
+	return rep;
+}
+
+static void
+human_bytes(long long b, char *out, size_t len)
+{
+	const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static void
+human_age(long long secs, char *out, size_t len)
+{
+	if (secs < 120)
+		snprintf(out, len, "%llds", secs);
+	else if (secs < 7200)
+		snprintf(out, len, "%lldm", secs / 60);
+	else if (secs < 172800)
+		snprintf(out, len, "%lldh", secs / 3600);
+	else
+		snprintf(out, len, "%lldd", secs / 86400);
+}
+
+static void
+print_table(json_t *jobs)
+{
+	char prog[24], files[48], bytes[32], age[32];
+	const char *err;
+	json_t *j;
+	size_t i;
+	long long pct;
+
+	printf("%-6s %-12s %-10s %8s %11s %10s %6s  %s\n", "JOB", "PROFILE",
+	    "STATE", "PROGRESS", "FILES", "BYTES", "AGE", "LAST ERROR");
+	json_array_foreach(jobs, i, j) {
+		pct = json_integer_value(json_object_get(j, "progress"));
+		if (pct < 0)
+			snprintf(prog, sizeof(prog), "-");
+		else
+			snprintf(prog, sizeof(prog), "%lld%%", pct);
+		snprintf(files, sizeof(files), "%lld/%lld",
+		    json_integer_value(json_object_get(j, "files_done")),
+		    json_integer_value(json_object_get(j, "files_total")));
+		human_bytes(json_integer_value(json_object_get(j, "bytes")),
+		    bytes, sizeof(bytes));
+		human_age((long long)time(NULL) - json_integer_value(
+		    json_object_get(j, "created_at")), age, sizeof(age));
+		err = json_string_value(json_object_get(j, "last_error"));
+		printf("%-6lld %-12s %-10s %8s %11s %10s %6s  %s\n",
+		    json_integer_value(json_object_get(j, "id")),
+		    json_string_value(json_object_get(j, "profile")),
+		    json_string_value(json_object_get(j, "state")), prog,
+		    files, bytes, age, err ? err : "");
+	}
+	if (json_array_size(jobs) == 0)
+		printf("(no jobs yet: start one with 'bcdad run PROFILE')\n");
+}
+
+/* Prints the daemon's error, if any; returns the exit status. */
+static int
+check_reply(json_t *rep)
+{
+	if (rep == NULL)
+		return 1;
+	if (!json_is_true(json_object_get(rep, "ok"))) {
+		fprintf(stderr, "bcdad: %s\n", json_string_value(
+		    json_object_get(rep, "error")));
+		return 1;
+	}
+	return 0;
+}
+
+int
+client_main(const char *sock, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	json_t *rep = NULL;
+	char *end;
+	long long id;
+	int rc, as_json;
+
+	if (strcmp(cmd, "status") == 0 && argc <= 2) {
+		as_json = argc == 2 && strcmp(argv[1], "--json") == 0;
+		if (argc == 2 && !as_json)
+			goto usage;
+		rep = call(sock, json_pack("{s:s}", "cmd", "status"));
+		if ((rc = check_reply(rep)) == 0) {
+			if (as_json) {
+				json_dumpf(json_object_get(rep, "jobs"), stdout,
+				    JSON_INDENT(2));
+				putchar('\n');
+			} else {
+				print_table(json_object_get(rep, "jobs"));
+			}
+		}
+	} else if (strcmp(cmd, "run") == 0 && argc == 2) {
+		rep = call(sock, json_pack("{s:s, s:s}", "cmd", "run",
+		    "profile", argv[1]));
+		if ((rc = check_reply(rep)) == 0)
+			printf("started job %lld for profile %s\n",
+			    json_integer_value(json_object_get(rep, "job")),
+			    argv[1]);
+	} else if (strcmp(cmd, "cancel") == 0 && argc == 2) {
+		errno = 0;
+		id = strtoll(argv[1], &end, 10);
+		if (*argv[1] == '\0' || *end != '\0' || errno != 0 || id <= 0) {
+			fprintf(stderr, "bcdad: cancel needs a job number, "
+			    "not \"%s\"\n", argv[1]);
+			return 2;
+		}
+		rep = call(sock, json_pack("{s:s, s:I}", "cmd", "cancel",
+		    "job", (json_int_t)id));
+		if ((rc = check_reply(rep)) == 0)
+			printf("cancelling job %lld\n", id);
+	} else if (strcmp(cmd, "doctor") == 0 && argc == 1) {
+		printf("configuration: OK\n");
+		rep = call(sock, json_pack("{s:s}", "cmd", "ping"));
+		if ((rc = check_reply(rep)) == 0)
+			printf("daemon: bcdad %s answering on %s\n",
+			    json_string_value(json_object_get(rep, "daemon")),
+			    sock);
+	} else {
+		goto usage;
+	}
+	json_decref(rep);
+	return rc;
+usage:
+	fprintf(stderr, "bcdad: unknown command or wrong arguments; see "
+	    "bcdad -h\n");
+	return 2;
+}

@@ -1,0 +1,310 @@
+/*
+ * The control socket: a Unix stream socket, mode 0660, one JSON request
+ * line per connection and one JSON reply line.  Requests carry
+ * "version": 1.  Garbage, oversized or silent clients get an error (or are
+ * dropped) and the daemon carries on.  Changing commands (run, cancel) are
+ * allowed to root and to the daemon's own user and group.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "bcdad.h"
+#include "log.h"
+
+struct ctl {
+	uv_loop_t	*loop;
+	struct engine	*engine;
+	uv_pipe_t	 server;
+	char		*path;		/* unlinked at close; NULL if activated */
+};
+
+struct ctl_conn {
+	uv_pipe_t	 pipe;
+	uv_timer_t	 timer;
+	struct ctl	*ctl;
+	char		*buf;
+	size_t		 len;
+	int		 privileged;
+	int		 replied;
+	int		 closing;
+	int		 nclosed;
+};
+
+static void
+conn_free_cb(uv_handle_t *h)
+{
+	struct ctl_conn *c = h->data;
+
+	if (++c->nclosed == 2) {
+		free(c->buf);
+		free(c);
+	}
+}
+
+static void
+conn_close(struct ctl_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->pipe, conn_free_cb);
+	uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+}
+
+struct write_req {
+	uv_write_t	 req;
+	char		*text;
+	struct ctl_conn	*conn;
+};
+
+static void
+write_cb(uv_write_t *w, int status)
+{
+	struct write_req *wr = (struct write_req *)w;
+
+	(void)status;
+	conn_close(wr->conn);
+	free(wr->text);
+	free(wr);
+}
+
+/* Sends reply (consumed) as one line, then closes the connection. */
+static void
+reply(struct ctl_conn *c, json_t *reply)
+{
+	struct write_req *wr;
+	uv_buf_t b;
+	char *text;
+
+	c->replied = 1;
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	json_object_set_new(reply, "version", json_integer(CTL_VERSION));
+	text = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	if (text == NULL || (wr = calloc(1, sizeof(*wr))) == NULL) {
+		free(text);
+		conn_close(c);
+		return;
+	}
+	wr->conn = c;
+	if (asprintf(&wr->text, "%s\n", text) < 0) {
+		free(text);
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	free(text);
+	b = uv_buf_init(wr->text, (unsigned)strlen(wr->text));
+	if (uv_write(&wr->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb) != 0) {
+		free(wr->text);
+		free(wr);
+		conn_close(c);
+	}
+}
+
+static void
+reply_error(struct ctl_conn *c, const char *msg)
+{
+	reply(c, json_pack("{s:b, s:s}", "ok", 0, "error", msg));
+}
+
+static void
+handle(struct ctl_conn *c, const char *line, size_t len)
+{
+	struct engine *e = c->ctl->engine;
+	json_t *req, *v, *jobs;
+	const char *cmd, *profile;
+	char err[512];
+	int64_t id;
+	int limit;
+
+	if ((req = json_loadb(line, len, 0, NULL)) == NULL ||
+	    !json_is_object(req)) {
+		json_decref(req);
+		reply_error(c, "request is not a JSON object");
+		return;
+	}
+	v = json_object_get(req, "version");
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	if (!json_is_integer(v) || json_integer_value(v) != CTL_VERSION) {
+		reply_error(c, "unsupported protocol version (this daemon "
+		    "speaks version 1)");
+	} else if (cmd == NULL) {
+		reply_error(c, "request has no \"cmd\"");
+	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
+		v = json_object_get(req, "limit");
+		limit = json_is_integer(v) ? (int)json_integer_value(v) : 50;
+		if (limit < 1 || limit > 1000)
+			limit = 50;
+		if ((jobs = engine_status(e, limit)) == NULL)
+			reply_error(c, "cannot read jobs from the database");
+		else
+			reply(c, json_pack("{s:b, s:o, s:s}", "ok", 1,
+			    "jobs", jobs, "daemon", BCDAD_VERSION));
+	} else if (!c->privileged) {
+		reply_error(c, "permission denied: run and cancel need root "
+		    "or the bcdad user or group");
+	} else if (strcmp(cmd, "run") == 0) {
+		profile = json_string_value(json_object_get(req, "profile"));
+		if (profile == NULL)
+			reply_error(c, "run needs \"profile\"");
+		else if (engine_run(e, profile, &id, err, sizeof(err)) != 0)
+			reply_error(c, err);
+		else
+			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",
+			    (json_int_t)id));
+	} else if (strcmp(cmd, "cancel") == 0) {
+		v = json_object_get(req, "job");
+		if (!json_is_integer(v))
+			reply_error(c, "cancel needs an integer \"job\"");
+		else if (engine_cancel(e, json_integer_value(v), err,
+		    sizeof(err)) != 0)
+			reply_error(c, err);
+		else
+			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",
+			    (json_int_t)json_integer_value(v)));
+	} else {
+		reply_error(c, "unknown command");
+	}
+	json_decref(req);
+}
+
+static void
+alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	static char buf[4096];
+
+	(void)h;
+	(void)suggested;
+	*b = uv_buf_init(buf, sizeof(buf));
+}
+
+static void
+read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct ctl_conn *c = s->data;
+	char *nl, *p;
+
+	if (c->replied || c->closing)
+		return;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->len + (size_t)n > CTL_MAX_MSG) {
+		reply_error(c, "request too long");
+		return;
+	}
+	if ((p = realloc(c->buf, c->len + (size_t)n + 1)) == NULL) {
+		conn_close(c);
+		return;
+	}
+	c->buf = p;
+	memcpy(c->buf + c->len, b->base, (size_t)n);
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	if ((nl = memchr(c->buf, '\n', c->len)) != NULL)
+		handle(c, c->buf, (size_t)(nl - c->buf));
+}
+
+static void
+idle_cb(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static int
+peer_privileged(uv_pipe_t *p)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)p, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return 0;
+	return cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid();
+}
+
+static void
+connection_cb(uv_stream_t *server, int status)
+{
+	struct ctl *ctl = server->data;
+	struct ctl_conn *c;
+
+	if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->ctl = ctl;
+	uv_pipe_init(ctl->loop, &c->pipe, 0);
+	uv_timer_init(ctl->loop, &c->timer);
+	c->pipe.data = c->timer.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+		conn_close(c);
+		return;
+	}
+	c->privileged = peer_privileged(&c->pipe);
+	uv_timer_start(&c->timer, idle_cb, CTL_TIMEOUT_MS, 0);
+	uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
+}
+
+/*
+ * Listens on fd (from socket activation) or binds path, replacing a stale
+ * socket file.  Returns NULL with the reason logged.
+ */
+struct ctl *
+ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
+{
+	struct ctl *ctl;
+	mode_t old;
+	int rc;
+
+	if ((ctl = calloc(1, sizeof(*ctl))) == NULL)
+		return NULL;
+	ctl->loop = loop;
+	ctl->engine = e;
+	uv_pipe_init(loop, &ctl->server, 0);
+	ctl->server.data = ctl;
+	if (fd >= 0) {
+		if ((rc = uv_pipe_open(&ctl->server, fd)) != 0)
+			goto fail;
+	} else {
+		unlink(path);
+		old = umask(0117);
+		rc = uv_pipe_bind(&ctl->server, path);
+		umask(old);
+		if (rc != 0 || chmod(path, 0660) != 0)
+			goto fail;
+		ctl->path = strdup(path);
+	}
+	if ((rc = uv_listen((uv_stream_t *)&ctl->server, 16,
+	    connection_cb)) != 0)
+		goto fail;
+	return ctl;
+fail:
+	log_errx("control socket %s: %s", fd >= 0 ? "(activated)" : path,
+	    uv_strerror(rc));
+	uv_close((uv_handle_t *)&ctl->server, NULL);
+	free(ctl->path);
+	free(ctl);
+	return NULL;
+}
+
+void
+ctl_close(struct ctl *ctl)
+{
+	if (ctl == NULL)
+		return;
+	uv_close((uv_handle_t *)&ctl->server, NULL);
+	if (ctl->path != NULL)
+		unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}

@@ -1,0 +1,209 @@
+/*
+ * The daemon's life: set up, READY=1, loop, STOPPING=1, save, exit.
+ * One housekeeping tick owns WATCHDOG=1 and STATUS=.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "bcdad.h"
+#include "fetch.h"
+#include "log.h"
+#include "store.h"
+
+struct daemon {
+	uv_loop_t	 loop;
+	struct config	*cfg;
+	struct store	*st;
+	struct engine	*engine;
+	struct ctl	*ctl;
+	uv_timer_t	 tick;
+	uv_signal_t	 sigterm, sigint, sighup;
+	uint64_t	 watchdog_usec;
+	int		 stopping;
+};
+
+/* True when stderr is the journal's stream (systemd sets JOURNAL_STREAM). */
+static int
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return st.st_dev == dev && st.st_ino == ino;
+}
+
+/*
+ * Secrets and tokens live in this process's memory: keep them out of
+ * core files and away from ptrace by other users.
+ */
+static void
+no_core_dumps(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &rl);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static void
+tick_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	if (d->watchdog_usec)
+		sd_notify(0, "WATCHDOG=1");
+	sd_notifyf(0, "STATUS=%d active job%s, %d download%s in flight",
+	    engine_active_jobs(d->engine),
+	    engine_active_jobs(d->engine) == 1 ? "" : "s",
+	    engine_active_downloads(d->engine),
+	    engine_active_downloads(d->engine) == 1 ? "" : "s");
+}
+
+static void
+shutdown_daemon(struct daemon *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("%s: stopping", why);
+	sd_notify(0, "STOPPING=1");
+	engine_stop(d->engine);
+	ctl_close(d->ctl);
+	uv_timer_stop(&d->tick);
+	uv_close((uv_handle_t *)&d->tick, NULL);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+static void
+signal_cb(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+
+	if (signum == SIGHUP) {
+		log_warnx("SIGHUP: configuration reload is not supported; "
+		    "restart bcdad to apply changes");
+		return;
+	}
+	shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int
+make_dirs(const struct config *c)
+{
+	const char *dirs[] = { c->state_dir, c->runtime_dir, c->storage_dir };
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if ((rc = mkdir_p(dirs[i])) != 0) {
+			log_errx("cannot create %s: %s", dirs[i],
+			    strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* The socket systemd passed us (bcdad.socket), or -1. */
+static int
+activated_socket(void)
+{
+	int n = sd_listen_fds(1);
+
+	if (n == 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1,
+	    NULL, 0) > 0)
+		return SD_LISTEN_FDS_START;
+	if (n > 1)
+		log_warnx("systemd passed %d sockets; expected one", n);
+	return -1;
+}
+
+int
+daemon_run(struct config *c)
+{
+	struct daemon d;
+	char err[512], *db = NULL, *sock = NULL;
+	int rc = 1;
+
+	memset(&d, 0, sizeof(d));
+	d.cfg = c;
+	log_init(c->log_level, stderr_is_journal());
+	no_core_dumps();
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+	umask(027);
+	if (make_dirs(c) != 0)
+		return 1;
+	if (asprintf(&db, "%s/bcdad.db", c->state_dir) < 0 ||
+	    (sock = socket_path(c)) == NULL) {
+		log_errx("out of memory");
+		goto out;
+	}
+	if (store_open(db, 0, &d.st, err, sizeof(err)) != 0) {
+		log_errx("%s", err);
+		goto out;
+	}
+	uv_loop_init(&d.loop);
+	if ((d.engine = engine_new(&d.loop, c, d.st)) == NULL) {
+		log_errx("cannot set up the engine");
+		goto out_loop;
+	}
+	if ((d.ctl = ctl_listen(&d.loop, d.engine, sock,
+	    activated_socket())) == NULL) {
+		engine_stop(d.engine);
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+		goto out_engine;
+	}
+	uv_timer_init(&d.loop, &d.tick);
+	d.tick.data = &d;
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	uv_signal_init(&d.loop, &d.sighup);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&d.sigint, signal_cb, SIGINT);
+	uv_signal_start(&d.sighup, signal_cb, SIGHUP);
+	if (engine_start(d.engine) != 0) {
+		log_errx("cannot load jobs from %s", db);
+		shutdown_daemon(&d, "start-up failed");
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+		goto out_engine;
+	}
+	if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0)
+		d.watchdog_usec = 0;
+	/* Tick at least twice per watchdog period, at most every second. */
+	uv_timer_start(&d.tick, tick_cb, 0, d.watchdog_usec &&
+	    d.watchdog_usec / 2000 < 1000 ? d.watchdog_usec / 2000 : 1000);
+	log_info("bcdad %s ready: %d profile%s, database %s, socket %s",
+	    BCDAD_VERSION, c->nprofiles, c->nprofiles == 1 ? "" : "s", db,
+	    sock);
+	sd_notify(0, "READY=1");
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	rc = 0;
+	log_info("stopped");
+out_engine:
+	engine_free(d.engine);
+out_loop:
+	uv_loop_close(&d.loop);
+	store_close(d.st);
+out:
+	free(db);
+	free(sock);
+	return rc;
+}

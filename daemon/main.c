@@ -1,0 +1,130 @@
+/*
+ * bcdad: the daemon and its command-line client are one binary.
+ *
+ *   bcdad [-dnv] [-c file]            run the daemon in the foreground
+ *   bcdad [-c file] status [--json]   and the other client commands
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "bcdad.h"
+#include "log.h"
+
+#define DEFAULT_CONFIG	"/etc/bcdad/bcdad.conf"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: bcdad [-dnv] [-c file]\n"
+"       bcdad [-c file] [-s socket] status [--json]\n"
+"       bcdad [-c file] [-s socket] run PROFILE\n"
+"       bcdad [-c file] [-s socket] cancel JOB\n"
+"       bcdad [-c file] [-s socket] doctor\n"
+"\n"
+"Exports Medicare claims from CMS BCDA (FHIR Bulk Data) and keeps each\n"
+"export job's state in SQLite so that it resumes after any restart.\n"
+"\n"
+"  -c file    configuration (default $BCDAD_CONFIG or " DEFAULT_CONFIG ")\n"
+"  -d         log debug messages\n"
+"  -n         check the configuration, print every error, and exit\n"
+"  -s socket  control socket (default <runtime_dir>/" CTL_SOCKET_NAME ")\n"
+"  -v         print the version and exit\n"
+"  -h         this help\n"
+"\n"
+"Commands talk to the running daemon over its control socket:\n"
+"  status     jobs with state, progress, files, bytes, age and last error\n"
+"  run        start an export of PROFILE now\n"
+"  cancel     cancel JOB (and its BCDA job, if one is pending)\n"
+"  doctor     check the configuration, secrets, directories and daemon\n"
+"\n"
+"See bcdad(8) and bcdad.conf(5).\n");
+}
+
+char *
+socket_path(const struct config *c)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/%s", c->runtime_dir, CTL_SOCKET_NAME) < 0)
+		return NULL;
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf = getenv("BCDAD_CONFIG"), *sock = NULL;
+	char errs[16384], *path = NULL;
+	struct config *c;
+	int ch, check = 0, debug = 0, rc;
+
+	if (conf == NULL)
+		conf = DEFAULT_CONFIG;
+	while ((ch = getopt(argc, argv, "+c:dhns:v")) != -1) {
+		switch (ch) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'n':
+			check = 1;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'v':
+			printf("bcdad %s\n", BCDAD_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+
+	c = config_load(conf, errs, sizeof(errs));
+	if (argc > 0) {
+		/* Client commands need only the socket path from the file. */
+		if (sock == NULL && c != NULL)
+			sock = path = socket_path(c);
+		if (sock == NULL)
+			sock = "/run/bcdad/" CTL_SOCKET_NAME;
+		if (c == NULL && strcmp(argv[0], "doctor") == 0) {
+			fputs(errs, stderr);
+			return 1;
+		}
+		rc = client_main(sock, argc, argv);
+		free(path);
+		config_free(c);
+		return rc;
+	}
+	if (c == NULL) {
+		fputs(errs, stderr);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration OK (%d profile%s)\n", conf,
+		    c->nprofiles, c->nprofiles == 1 ? "" : "s");
+		config_free(c);
+		return 0;
+	}
+	if (debug)
+		c->log_level = LOG_LVL_DEBUG;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = daemon_run(c);
+	curl_global_cleanup();
+	config_free(c);
+	return rc;
+}

@@ -1,0 +1,440 @@
+/*
+ * The BCDA protocol without I/O.  See bcda.h and reference/bcda.md.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "bcda.h"
+
+static const char *const endpoint_paths[] = {
+	[EP_PATIENT]		= "Patient/$export",
+	[EP_GROUP_ALL]		= "Group/all/$export",
+	[EP_GROUP_RUNOUT]	= "Group/runout/$export",
+};
+
+int
+bcda_parse_token(const char *body, size_t len, struct bcda_token *t)
+{
+	json_t *root, *at, *ei;
+	const char *s;
+	char *end;
+	long long v;
+	int rc = -EBADMSG;
+
+	memset(t, 0, sizeof(*t));
+	if ((root = json_loadb(body, len, 0, NULL)) == NULL)
+		return -EBADMSG;
+	at = json_object_get(root, "access_token");
+	ei = json_object_get(root, "expires_in");
+	if (!json_is_string(at) || json_string_length(at) == 0)
+		goto out;
+	/* BCDA sends "1200", a string, against RFC 6749; accept both. */
+	if (json_is_integer(ei)) {
+		v = json_integer_value(ei);
+	} else if (json_is_string(ei)) {
+		s = json_string_value(ei);
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (end == s || *end != '\0' || errno != 0)
+			goto out;
+	} else if (ei == NULL) {
+		v = 1200;	/* BCDA's fixed lifetime, if it ever omits it */
+	} else {
+		goto out;
+	}
+	if (v <= 0)
+		goto out;
+	if ((t->access_token = strdup(json_string_value(at))) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	t->expires_in = v;
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+void
+bcda_token_clear(struct bcda_token *t)
+{
+	if (t->access_token != NULL) {
+		explicit_bzero(t->access_token, strlen(t->access_token));
+		free(t->access_token);
+	}
+	memset(t, 0, sizeof(*t));
+}
+
+int
+bcda_parse_progress(const char *xp)
+{
+	const char *pct, *p;
+	long v;
+
+	if (xp == NULL || (pct = strchr(xp, '%')) == NULL)
+		return -1;
+	for (p = pct; p > xp && isdigit((unsigned char)p[-1]); p--)
+		;
+	if (p == pct || pct - p > 3)
+		return -1;
+	v = strtol(p, NULL, 10);
+	return v > 100 ? -1 : (int)v;
+}
+
+static int
+digits(const char *s, int n, int *out)
+{
+	int i, v = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int
+bcda_parse_instant(const char *s, time_t *out)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, sec, oh, om, sign;
+	const char *p;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' ||
+	    digits(s + 5, 2, &mo) || s[7] != '-' || digits(s + 8, 2, &d) ||
+	    (s[10] != 'T' && s[10] != 't') || digits(s + 11, 2, &h) ||
+	    s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    digits(s + 17, 2, &sec))
+		return -EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60)
+		return -EINVAL;
+	p = s + 19;
+	if (*p == '.') {
+		if (!isdigit((unsigned char)p[1]))
+			return -EINVAL;
+		for (p++; isdigit((unsigned char)*p); p++)
+			;
+	}
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+		oh = om = 0;
+		sign = 1;
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 &&
+	    digits(p + 1, 2, &oh) == 0 && p[3] == ':' &&
+	    digits(p + 4, 2, &om) == 0 && oh <= 23 && om <= 59) {
+		sign = *p == '-' ? -1 : 1;
+	} else {
+		return -EINVAL;
+	}
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -EINVAL;
+	*out = t - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+static char *
+api_base(const struct profile *p, const char *rest)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/api/v%d/%s", p->base_url, p->api_version,
+	    rest) < 0)
+		return NULL;
+	return s;
+}
+
+/*
+ * Query values are escaped with curl; _type is one comma-joined value
+ * because BCDA reads only the first _type parameter.
+ */
+char *
+bcda_kickoff_url(const struct profile *p, const char *since)
+{
+	char types[512] = "", *url = NULL, *esc, *q = NULL, *tmp;
+	size_t off = 0;
+	int i;
+
+	for (i = 0; i < p->ntypes && off < sizeof(types); i++)
+		off += (size_t)snprintf(types + off, sizeof(types) - off,
+		    "%s%s", i > 0 ? "," : "", p->types[i]);
+	if ((q = strdup("")) == NULL)
+		return NULL;
+#define ADD(key, val) do { \
+	if ((esc = curl_easy_escape(NULL, (val), 0)) == NULL) goto fail; \
+	if (asprintf(&tmp, "%s%s%s=%s", q, *q ? "&" : "?", key, esc) < 0) { \
+		curl_free(esc); goto fail; } \
+	curl_free(esc); free(q); q = tmp; } while (0)
+	if (p->ntypes > 0)
+		ADD("_type", types);
+	if (since != NULL)
+		ADD("_since", since);
+	if (p->type_filter != NULL && p->api_version >= 3)
+		ADD("_typeFilter", p->type_filter);
+#undef ADD
+	if (asprintf(&url, "%s/api/v%d/%s%s", p->base_url, p->api_version,
+	    endpoint_paths[p->endpoint], q) < 0)
+		url = NULL;
+fail:
+	free(q);
+	return url;
+}
+
+char *
+bcda_jobs_url(const struct profile *p)
+{
+	return api_base(p, "jobs?_status=Pending,In%20Progress");
+}
+
+char *
+bcda_token_url(const struct profile *p)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/auth/token", p->base_url) < 0)
+		return NULL;
+	return s;
+}
+
+static void
+manifest_add(struct bcda_manifest *m, json_t *arr, enum file_kind kind,
+    int *bad)
+{
+	struct bcda_file *f;
+	json_t *e, *type, *url;
+	size_t i;
+
+	json_array_foreach(arr, i, e) {
+		type = json_object_get(e, "type");
+		url = json_object_get(e, "url");
+		if (!json_is_string(type) || !json_is_string(url)) {
+			*bad = 1;
+			continue;
+		}
+		f = realloc(m->files, (m->nfiles + 1) * sizeof(*f));
+		if (f == NULL) {
+			*bad = 1;
+			return;
+		}
+		m->files = f;
+		f = &m->files[m->nfiles];
+		f->kind = kind;
+		f->type = strdup(json_string_value(type));
+		f->url = strdup(json_string_value(url));
+		if (f->type == NULL || f->url == NULL) {
+			free(f->type);
+			free(f->url);
+			*bad = 1;
+			return;
+		}
+		m->nfiles++;
+	}
+}
+
+int
+bcda_parse_manifest(const char *body, size_t len, struct bcda_manifest *m)
+{
+	json_t *root, *tt, *out, *err, *rat;
+	int bad = 0;
+
+	memset(m, 0, sizeof(*m));
+	root = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL);
+	if (!json_is_object(root))
+		goto fail;
+	tt = json_object_get(root, "transactionTime");
+	out = json_object_get(root, "output");
+	err = json_object_get(root, "error");
+	rat = json_object_get(root, "requiresAccessToken");
+	if (!json_is_string(tt) || !json_is_array(out) ||
+	    (err != NULL && !json_is_array(err)))
+		goto fail;
+	if (bcda_parse_instant(json_string_value(tt), &(time_t){0}) != 0)
+		goto fail;
+	m->transaction_time = strdup(json_string_value(tt));
+	m->requires_token = rat == NULL || json_is_true(rat);
+	manifest_add(m, out, FILE_OUTPUT, &bad);
+	if (err != NULL)
+		manifest_add(m, err, FILE_ERROR, &bad);
+	if (bad || m->transaction_time == NULL)
+		goto fail;
+	json_decref(root);
+	return 0;
+fail:
+	json_decref(root);
+	bcda_manifest_clear(m);
+	return -EBADMSG;
+}
+
+void
+bcda_manifest_clear(struct bcda_manifest *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nfiles; i++) {
+		free(m->files[i].type);
+		free(m->files[i].url);
+	}
+	free(m->files);
+	free(m->transaction_time);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Copies printable ASCII only, so server text cannot forge log lines. */
+static void
+copy_clean(char *dst, size_t dstlen, const char *src)
+{
+	size_t i = 0;
+
+	for (; src != NULL && *src != '\0' && i + 1 < dstlen; src++)
+		dst[i++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+	dst[i] = '\0';
+}
+
+void
+bcda_parse_outcome(const char *body, size_t len, struct bcda_outcome *o)
+{
+	json_t *root, *issue, *i0, *text;
+
+	memset(o, 0, sizeof(*o));
+	if (body == NULL || len == 0)
+		return;
+	root = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL);
+	if (!json_is_object(root) || !json_is_string(json_object_get(root,
+	    "resourceType")) || strcmp(json_string_value(json_object_get(root,
+	    "resourceType")), "OperationOutcome") != 0)
+		goto out;
+	issue = json_object_get(root, "issue");
+	if ((i0 = json_array_get(issue, 0)) == NULL)
+		goto out;
+	o->present = 1;
+	copy_clean(o->code, sizeof(o->code),
+	    json_string_value(json_object_get(i0, "code")));
+	copy_clean(o->severity, sizeof(o->severity),
+	    json_string_value(json_object_get(i0, "severity")));
+	text = json_object_get(i0, "diagnostics");
+	if (!json_is_string(text))
+		text = json_object_get(json_object_get(i0, "details"), "text");
+	copy_clean(o->text, sizeof(o->text), json_string_value(text));
+out:
+	json_decref(root);
+}
+
+/* Percent-decodes s into a new string, for comparing URLs as BCDA saw them. */
+static char *
+url_decoded(const char *s)
+{
+	return curl_easy_unescape(NULL, s, 0, NULL);
+}
+
+char *
+bcda_find_job(const char *body, size_t len, const char *kickoff_url)
+{
+	json_t *root, *entries, *e, *task, *in, *id, *status;
+	const char *vs, *st, *sys;
+	char *want = NULL, *got, *url = NULL;
+	size_t i;
+
+	if ((root = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL)) ==
+	    NULL)
+		return NULL;
+	if ((want = url_decoded(kickoff_url)) == NULL)
+		goto out;
+	entries = json_object_get(root, "entry");
+	json_array_foreach(entries, i, e) {
+		task = json_object_get(e, "resource");
+		status = json_object_get(task, "status");
+		in = json_array_get(json_object_get(task, "input"), 0);
+		id = json_array_get(json_object_get(task, "identifier"), 0);
+		vs = json_string_value(json_object_get(in, "valueString"));
+		st = json_string_value(status);
+		sys = json_string_value(json_object_get(id, "system"));
+		if (vs == NULL || st == NULL || sys == NULL ||
+		    !json_is_string(json_object_get(id, "value")))
+			continue;
+		if (strcmp(st, "accepted") != 0 && strcmp(st, "in-progress") != 0)
+			continue;
+		if (strncmp(vs, "GET ", 4) != 0)
+			continue;
+		if ((got = url_decoded(vs + 4)) == NULL)
+			continue;
+		if (strcmp(got, want) == 0) {
+			curl_free(got);
+			if (asprintf(&url, "%s/%s", sys, json_string_value(
+			    json_object_get(id, "value"))) < 0)
+				url = NULL;
+			break;
+		}
+		curl_free(got);
+	}
+out:
+	curl_free(want);
+	json_decref(root);
+	return url;
+}
+
+static int
+host_is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 ||
+	    strcmp(host, "::1") == 0 || strcasecmp(host, "localhost") == 0;
+}
+
+/* Scheme, host and port of url, port filled in from the scheme. */
+static int
+url_origin(const char *url, char **scheme, char **host, char **port)
+{
+	CURLU *u;
+	int rc = -EINVAL;
+
+	*scheme = *host = *port = NULL;
+	if ((u = curl_url()) == NULL)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) !=
+	    CURLUE_OK)
+		goto out;
+	rc = 0;
+out:
+	curl_url_cleanup(u);
+	return rc;
+}
+
+int
+bcda_url_trusted(const char *base_url, const char *url)
+{
+	char *bs, *bh, *bp, *us, *uh, *up;
+	int ok = 0;
+
+	if (url_origin(base_url, &bs, &bh, &bp) != 0) {
+		curl_free(bs); curl_free(bh); curl_free(bp);
+		return 0;
+	}
+	if (url_origin(url, &us, &uh, &up) == 0 &&
+	    strcasecmp(bs, us) == 0 && strcasecmp(bh, uh) == 0 &&
+	    strcmp(bp, up) == 0 &&
+	    (strcasecmp(us, "https") == 0 ||
+	    (strcasecmp(us, "http") == 0 && host_is_loopback(uh))))
+		ok = 1;
+	curl_free(bs); curl_free(bh); curl_free(bp);
+	curl_free(us); curl_free(uh); curl_free(up);
+	return ok;
+}

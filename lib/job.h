@@ -1,0 +1,107 @@
+/*
+ * The export job state machine.
+ *
+ * States are stored in SQLite as integers: never renumber them, only
+ * append.  Every change of state goes through job_set_state(), which
+ * checks the transition against the one table of legal transitions and
+ * writes the new state, the fields the next step needs and a history row
+ * in one transaction, before the next step does any network I/O.
+ */
+#ifndef BCDAD_JOB_H
+#define BCDAD_JOB_H
+
+#include <stdint.h>
+
+enum job_state {
+	JOB_NEW		= 0,
+	JOB_TOKEN	= 1,
+	JOB_KICKOFF	= 2,
+	JOB_POLL	= 3,
+	JOB_DOWNLOAD	= 4,
+	JOB_S3_PUT	= 5,
+	JOB_IMPORT	= 6,
+	JOB_NOTIFY	= 7,
+	JOB_DONE	= 8,
+	JOB_FAILED	= 9,
+	JOB_CANCELLED	= 10,
+	JOB_NSTATES
+};
+
+enum file_state {
+	FILE_PENDING	= 0,	/* not yet downloaded (or to be redone) */
+	FILE_DONE	= 1,	/* complete, validated, renamed into place */
+	FILE_FAILED	= 2,	/* gave up: recorded in last_error */
+	FILE_NSTATES
+};
+
+enum file_kind {
+	FILE_OUTPUT	= 0,	/* manifest output[] */
+	FILE_ERROR	= 1,	/* manifest error[] (OperationOutcome) */
+};
+
+/* The persisted part of a job: one row of the jobs table. */
+struct job_row {
+	int64_t		 id;
+	char		*profile;
+	enum job_state	 state;
+	int64_t		 created_at;	/* unix seconds */
+	int64_t		 updated_at;
+	char		*since;		/* _since sent at kickoff, or NULL */
+	char		*kickoff_url;	/* the exact URL of the kickoff */
+	int64_t		 kickoff_sent;	/* when a kickoff was last sent, 0 never */
+	int		 kickoffs;	/* BCDA jobs started for this job */
+	char		*status_url;	/* Content-Location of the kickoff */
+	int		 progress;	/* percent, -1 unknown */
+	char		*transaction_time; /* from the manifest, verbatim */
+	int64_t		 completed_at;	/* when the manifest was first seen */
+	char		*out_dir;	/* local directory of this export */
+	char		*last_error;	/* our words, never server data */
+	int64_t		 err_counts[4];	/* fatal, error, warning, info */
+	int64_t		 cancel_requested;
+};
+
+/* One row of the files table. */
+struct file_row {
+	int64_t		 id;
+	int64_t		 job_id;
+	enum file_kind	 kind;
+	char		*type;		/* resourceType of the lines */
+	char		*url;
+	int		 seq;		/* n in <Type>-<n>.ndjson, from 1 */
+	char		*name;		/* file name under out_dir */
+	enum file_state	 state;
+	int		 attempts;
+	int64_t		 lines;
+	int64_t		 bytes;
+	char		*sha256;	/* hex, once DONE */
+	char		*last_error;
+};
+
+struct store;
+
+const char	*job_state_name(enum job_state);
+int		 job_state_parse(const char *, enum job_state *);
+int		 job_state_terminal(enum job_state);
+int		 job_transition_ok(enum job_state from, enum job_state to);
+
+/*
+ * Called inside job_set_state's transaction, after the state was written:
+ * saves what the next step needs beyond the job row (e.g. the file list).
+ */
+typedef int (*job_extra_fn)(struct store *, struct job_row *, void *arg);
+
+/*
+ * Compare-and-set: moves job from expected to to, saving every field of
+ * *job, running extra (may be NULL), and adding a history row with why,
+ * all in one transaction.  Returns 0; -EINVAL for an illegal transition;
+ * -ESTALE if the stored state is not expected; or a store error.  On
+ * failure nothing is written and job->state is unchanged.
+ */
+int	job_set_state(struct store *, struct job_row *job,
+	    enum job_state expected, enum job_state to, const char *why,
+	    job_extra_fn extra, void *arg);
+
+void	job_row_clear(struct job_row *);
+void	file_row_clear(struct file_row *);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * Logging to stderr or journald.  See log.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+enum log_level log_level_max = LOG_LVL_INFO;
+static int log_journal;
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERR] = "error",
+	[LOG_LVL_WARN] = "warning",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
+
+static const int level_prio[] = {
+	[LOG_LVL_ERR] = LOG_ERR,
+	[LOG_LVL_WARN] = LOG_WARNING,
+	[LOG_LVL_INFO] = LOG_INFO,
+	[LOG_LVL_DEBUG] = LOG_DEBUG,
+};
+
+/*
+ * Called once at start-up, before any other log function.
+ */
+void
+log_init(enum log_level max, int use_journal)
+{
+	log_level_max = max;
+	log_journal = use_journal;
+}
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static void
+log_write(enum log_level lvl, int64_t job, const char *profile,
+    const char *state, const char *msg)
+{
+	char stamp[32];
+	struct timespec ts;
+	struct tm tm;
+
+	if (log_journal) {
+		if (job > 0)
+			sd_journal_send("MESSAGE=%s", msg,
+			    "PRIORITY=%d", level_prio[lvl],
+			    "BCDAD_JOB=%lld", (long long)job,
+			    "BCDAD_PROFILE=%s", profile ? profile : "",
+			    "BCDAD_STATE=%s", state ? state : "",
+			    NULL);
+		else
+			sd_journal_send("MESSAGE=%s", msg,
+			    "PRIORITY=%d", level_prio[lvl], NULL);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ %s: %s\n", stamp, ts.tv_nsec / 1000000,
+	    level_names[lvl], msg);
+}
+
+void
+log_emit(enum log_level lvl, int with_errno, const char *fmt, ...)
+{
+	char msg[2048];
+	int saved = errno;
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (with_errno) {
+		n = strlen(msg);
+		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+	}
+	log_write(lvl, 0, NULL, NULL, msg);
+	errno = saved;
+}
+
+void
+log_job(enum log_level lvl, int64_t job, const char *profile,
+    const char *state, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	int n;
+
+	if (!log_enabled(lvl))
+		return;
+	n = snprintf(msg, sizeof(msg), "job %lld %s: ", (long long)job, state);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	log_write(lvl, job, profile, state, msg);
+}

@@ -1,0 +1,1222 @@
+/*
+ * The state store: jobs, their files, their history and the per-profile
+ * cursors, in one SQLite database in WAL mode with synchronous=FULL, so
+ * that a committed state change survives kill -9 and power loss.
+ *
+ * Schema.  The migrations are the table store_migrations[], generated from
+ * schema/NNN-name.sql.  Each is applied in its own transaction, which also
+ * sets PRAGMA user_version = NNN (the pragma is transactional: a failed
+ * migration leaves both the schema and the version as they were).  A
+ * database newer than this binary is refused before anything is written.
+ *
+ * Errors.  Every function returns 0 or a negative errno, and logs what
+ * SQLite said:
+ *	-EPROTO		the database's schema version is newer than this
+ *			binary (or than the target asked of store_open)
+ *	-ENOENT		no such job or file (including a file or history
+ *			row added for a job that does not exist)
+ *	-ESTALE		store_job_cas_state: the stored state was not the
+ *			expected one
+ *	-EEXIST		a UNIQUE constraint (e.g. the same file twice)
+ *	-EINVAL		another constraint (NOT NULL, CHECK), or a bad
+ *			argument
+ *	-EBUSY		another process held the database past busy_timeout
+ *	-ENOSPC		the disk is full
+ *	-ENOMEM		out of memory
+ *	-EIO		any other SQLite error
+ *
+ * Transactions.  store_begin() opens a transaction, or a savepoint when one
+ * is already open, so that job_set_state() may run inside a larger unit of
+ * work and still roll back only its own writes.  A failed store_commit()
+ * leaves its level open: the caller must store_rollback().  If SQLite
+ * itself abandons the transaction (it does so on I/O errors, a full disk
+ * or out-of-memory), every call fails with -EIO until the caller has
+ * rolled back every level, so that no write can slip out in autocommit
+ * mode half-way through a unit of work.
+ *
+ * Statements are prepared on each call: the daemon makes a few writes per
+ * job per second at most, and no cached statement can then be found busy
+ * by a re-entrant call.  Text is always bound, never formatted into SQL.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "job.h"
+#include "log.h"
+#include "store.h"
+
+#define STORE_BUSY_MS	5000
+
+struct store {
+	sqlite3		*db;
+	char		*path;
+	int		 version;	/* user_version after store_open */
+	int		 depth;		/* open store_begin() levels */
+};
+
+/*
+ * The columns of jobs and files in the order job_read() and file_read()
+ * expect them.
+ */
+#define JOB_COLS "id, profile, state, created_at, updated_at, since, " \
+	"kickoff_url, kickoff_sent, kickoffs, status_url, progress, " \
+	"transaction_time, completed_at, out_dir, last_error, err_fatal, " \
+	"err_error, err_warning, err_info, cancel_requested"
+#define FILE_COLS "id, job_id, kind, type, url, seq, name, state, " \
+	"attempts, lines, bytes, sha256, last_error"
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Maps an (extended) SQLite result code to a negative errno. */
+static int
+sql_errno(int rc)
+{
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		return -EEXIST;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		/* The only parent table is jobs. */
+		return -ENOENT;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	}
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+	case SQLITE_TOOBIG:
+		return -EINVAL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	}
+	return -EIO;
+}
+
+/* Logs the connection's last error while doing what; returns its errno. */
+static int
+db_fail(struct store *st, const char *what)
+{
+	int rc = sqlite3_extended_errcode(st->db);
+
+	log_warnx("state store %s: %s: %s", st->path, what,
+	    sqlite3_errmsg(st->db));
+	return sql_errno(rc);
+}
+
+/*
+ * True when a transaction was open (depth > 0) and SQLite rolled it back
+ * on its own.  Until the caller rolls back every level, writes would run
+ * in autocommit mode, outside the unit of work the caller believes in.
+ */
+static int
+tx_lost(struct store *st)
+{
+	return st->depth > 0 && sqlite3_get_autocommit(st->db);
+}
+
+static int
+exec(struct store *st, const char *sql, const char *what)
+{
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(st, what);
+	return 0;
+}
+
+static int
+prep(struct store *st, const char *sql, sqlite3_stmt **stmt,
+    const char *what)
+{
+	*stmt = NULL;
+	if (tx_lost(st)) {
+		log_warnx("state store %s: %s: the transaction was rolled "
+		    "back by an earlier error", st->path, what);
+		return -EIO;
+	}
+	if (sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL) != SQLITE_OK) {
+		*stmt = NULL;
+		return db_fail(st, what);
+	}
+	return 0;
+}
+
+/* Runs a statement that returns no row, then finalizes it. */
+static int
+step_done(struct store *st, sqlite3_stmt *stmt, const char *what)
+{
+	int rc = 0;
+
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = db_fail(st, what);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/*
+ * Binds parameters left to right, remembering the first failure, so a
+ * statement's binds read like its column list.  Strings are bound
+ * SQLITE_STATIC: they outlive the step that uses them.
+ */
+struct binder {
+	sqlite3_stmt	*stmt;
+	int		 idx;
+	int		 rc;
+};
+
+static void
+b_text(struct binder *b, const char *s)
+{
+	if (b->rc != SQLITE_OK)
+		return;
+	b->idx++;
+	if (s == NULL)
+		b->rc = sqlite3_bind_null(b->stmt, b->idx);
+	else
+		b->rc = sqlite3_bind_text(b->stmt, b->idx, s, -1,
+		    SQLITE_STATIC);
+}
+
+static void
+b_int(struct binder *b, int64_t v)
+{
+	if (b->rc != SQLITE_OK)
+		return;
+	b->idx++;
+	b->rc = sqlite3_bind_int64(b->stmt, b->idx, v);
+}
+
+/* Binds NULL for a negative value (a history row's missing from_state). */
+static void
+b_int_or_null(struct binder *b, int64_t v)
+{
+	if (b->rc != SQLITE_OK)
+		return;
+	b->idx++;
+	if (v < 0)
+		b->rc = sqlite3_bind_null(b->stmt, b->idx);
+	else
+		b->rc = sqlite3_bind_int64(b->stmt, b->idx, v);
+}
+
+static int
+b_done(struct store *st, struct binder *b, const char *what)
+{
+	if (b->rc == SQLITE_OK)
+		return 0;
+	log_warnx("state store %s: %s: binding parameter %d: %s", st->path,
+	    what, b->idx, sqlite3_errstr(b->rc));
+	return sql_errno(b->rc);
+}
+
+/* Reads columns left to right; a NULL column reads as NULL or 0. */
+struct reader {
+	sqlite3_stmt	*stmt;
+	int		 idx;
+	int		 nomem;
+};
+
+static char *
+r_text(struct reader *r)
+{
+	const unsigned char *s;
+	char *dup;
+
+	s = sqlite3_column_text(r->stmt, r->idx);
+	if (s == NULL) {
+		if (sqlite3_column_type(r->stmt, r->idx) != SQLITE_NULL)
+			r->nomem = 1;
+		r->idx++;
+		return NULL;
+	}
+	r->idx++;
+	if ((dup = strdup((const char *)s)) == NULL)
+		r->nomem = 1;
+	return dup;
+}
+
+static int64_t
+r_int(struct reader *r)
+{
+	return sqlite3_column_int64(r->stmt, r->idx++);
+}
+
+static int
+job_read(sqlite3_stmt *stmt, struct job_row *j)
+{
+	struct reader r = { stmt, 0, 0 };
+
+	memset(j, 0, sizeof(*j));
+	j->id = r_int(&r);
+	j->profile = r_text(&r);
+	j->state = (enum job_state)r_int(&r);
+	j->created_at = r_int(&r);
+	j->updated_at = r_int(&r);
+	j->since = r_text(&r);
+	j->kickoff_url = r_text(&r);
+	j->kickoff_sent = (int)r_int(&r);
+	j->kickoffs = (int)r_int(&r);
+	j->status_url = r_text(&r);
+	j->progress = (int)r_int(&r);
+	j->transaction_time = r_text(&r);
+	j->completed_at = r_int(&r);
+	j->out_dir = r_text(&r);
+	j->last_error = r_text(&r);
+	j->err_counts[0] = r_int(&r);
+	j->err_counts[1] = r_int(&r);
+	j->err_counts[2] = r_int(&r);
+	j->err_counts[3] = r_int(&r);
+	j->cancel_requested = r_int(&r);
+	if (r.nomem) {
+		job_row_clear(j);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int
+file_read(sqlite3_stmt *stmt, struct file_row *f)
+{
+	struct reader r = { stmt, 0, 0 };
+
+	memset(f, 0, sizeof(*f));
+	f->id = r_int(&r);
+	f->job_id = r_int(&r);
+	f->kind = (enum file_kind)r_int(&r);
+	f->type = r_text(&r);
+	f->url = r_text(&r);
+	f->seq = (int)r_int(&r);
+	f->name = r_text(&r);
+	f->state = (enum file_state)r_int(&r);
+	f->attempts = (int)r_int(&r);
+	f->lines = r_int(&r);
+	f->bytes = r_int(&r);
+	f->sha256 = r_text(&r);
+	f->last_error = r_text(&r);
+	if (r.nomem) {
+		file_row_clear(f);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Reads a pragma or query that returns one integer. */
+static int
+query_int(struct store *st, const char *sql, int *out)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, sql)) != 0)
+		return rc;
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		rc = db_fail(st, sql);
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	*out = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+int
+store_latest_version(void)
+{
+	if (store_nmigrations == 0)
+		return 0;
+	return store_migrations[store_nmigrations - 1].version;
+}
+
+int
+store_version(struct store *st)
+{
+	return st->version;
+}
+
+/*
+ * The table must be in increasing order of version, or "every migration
+ * newer than user_version" would not be well defined.  A build mistake
+ * (e.g. two files numbered 003), caught before touching any database.
+ */
+static int
+migrations_check(char *err, size_t errlen)
+{
+	int i;
+
+	for (i = 0; i < store_nmigrations; i++) {
+		if (store_migrations[i].version <= 0 || (i > 0 &&
+		    store_migrations[i].version <=
+		    store_migrations[i - 1].version)) {
+			seterr(err, errlen, "bcdad was built with migration "
+			    "%s out of order; rebuild from a clean tree",
+			    store_migrations[i].name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Applies one migration in a transaction of its own that also sets
+ * user_version.  BEGIN IMMEDIATE takes the write lock before the version
+ * is read again, so two processes starting together cannot both apply it.
+ * On failure nothing of the migration remains.
+ */
+static int
+migrate_one(struct store *st, const struct store_migration *m,
+    char *err, size_t errlen)
+{
+	char sql[64], *msg = NULL;
+	int rc, cur;
+
+	if ((rc = exec(st, "BEGIN IMMEDIATE", "begin migration")) != 0) {
+		seterr(err, errlen, "cannot lock %s to apply migration %s: "
+		    "%s; is another bcdad running?", st->path, m->name,
+		    sqlite3_errmsg(st->db));
+		return rc;
+	}
+	if ((rc = query_int(st, "PRAGMA user_version", &cur)) != 0) {
+		seterr(err, errlen, "cannot read the schema version of %s: "
+		    "%s", st->path, sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (cur >= m->version) {
+		/* Another process applied it while we waited for the lock. */
+		st->version = cur;
+		if ((rc = exec(st, "COMMIT", "commit migration")) != 0) {
+			seterr(err, errlen, "cannot unlock %s after another "
+			    "process migrated it: %s", st->path,
+			    sqlite3_errmsg(st->db));
+			goto fail;
+		}
+		return 0;
+	}
+	if (sqlite3_exec(st->db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
+		rc = sql_errno(sqlite3_extended_errcode(st->db));
+		seterr(err, errlen, "migration %s failed on %s: %s; the "
+		    "database is left at schema version %d", m->name,
+		    st->path, msg ? msg : sqlite3_errmsg(st->db), cur);
+		sqlite3_free(msg);
+		goto fail;
+	}
+	if (sqlite3_get_autocommit(st->db)) {
+		/* The migration ended the transaction: a bug in schema/. */
+		seterr(err, errlen, "migration %s ends its own transaction; "
+		    "%s may be left half-migrated at schema version %d",
+		    m->name, st->path, cur);
+		return -EINVAL;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
+	if ((rc = exec(st, sql, "set user_version")) != 0 ||
+	    (rc = exec(st, "COMMIT", "commit migration")) != 0) {
+		seterr(err, errlen, "cannot record migration %s in %s: %s; "
+		    "the database is left at schema version %d", m->name,
+		    st->path, sqlite3_errmsg(st->db), cur);
+		goto fail;
+	}
+	st->version = m->version;
+	log_info("state store %s: applied migration %s", st->path, m->name);
+	return 0;
+fail:
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static int
+set_pragmas(struct store *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *mode;
+	int wal, rc;
+
+	if ((rc = prep(st, "PRAGMA journal_mode = WAL", &stmt,
+	    "journal_mode")) != 0)
+		goto fail;
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		rc = db_fail(st, "journal_mode");
+		sqlite3_finalize(stmt);
+		goto fail;
+	}
+	mode = sqlite3_column_text(stmt, 0);
+	wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+	sqlite3_finalize(stmt);
+	if (!wal) {
+		seterr(err, errlen, "cannot put %s in WAL mode; keep the "
+		    "state directory on a local file system", st->path);
+		return -EIO;
+	}
+	/*
+	 * FULL: in WAL mode NORMAL may lose the last commits on power loss,
+	 * and a lost "kickoff sent" would start a second BCDA job.
+	 * foreign_keys is a no-op inside a transaction: set it here, once.
+	 */
+	if ((rc = exec(st, "PRAGMA synchronous = FULL", "synchronous")) != 0 ||
+	    (rc = exec(st, "PRAGMA foreign_keys = ON", "foreign_keys")) != 0)
+		goto fail;
+	return 0;
+fail:
+	seterr(err, errlen, "cannot configure %s: %s", st->path,
+	    sqlite3_errmsg(st->db));
+	return rc;
+}
+
+/*
+ * Runs once at start-up (and in the tools that read the state).  The file
+ * is created by open(2) with mode 0600 before SQLite sees it, so SQLite,
+ * which gives the -wal and -shm files the mode of the database, never
+ * creates anything group- or world-readable.  The schema version is read
+ * before anything is written: a database from a newer bcdad is refused
+ * with the file untouched.
+ */
+int
+store_open(const char *path, int target, struct store **out, char *err,
+    size_t errlen)
+{
+	struct store *st = NULL;
+	int latest = store_latest_version();
+	int fd, rc, i;
+
+	*out = NULL;
+	seterr(err, errlen, "%s", "");
+	if ((rc = migrations_check(err, errlen)) != 0)
+		return rc;
+	if (target == 0)
+		target = latest;
+	if (target < 0 || target > latest) {
+		seterr(err, errlen, "schema version %d requested of %s, but "
+		    "this bcdad knows versions 1 to %d", target, path, latest);
+		return -EINVAL;
+	}
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		rc = -errno;
+		seterr(err, errlen, "cannot open state database %s: %s", path,
+		    strerror(errno));
+		return rc;
+	}
+	close(fd);
+
+	if ((st = calloc(1, sizeof(*st))) == NULL ||
+	    (st->path = strdup(path)) == NULL) {
+		seterr(err, errlen, "out of memory opening %s", path);
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/* Not SQLITE_OPEN_CREATE: the file exists, with our mode. */
+	rc = sqlite3_open_v2(path, &st->db,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "cannot open state database %s: %s", path,
+		    st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		rc = sql_errno(rc);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_MS);
+
+	if ((rc = query_int(st, "PRAGMA user_version", &st->version)) != 0) {
+		seterr(err, errlen, "cannot read state database %s: %s; is "
+		    "it a bcdad database?", path, sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (st->version > latest) {
+		seterr(err, errlen, "database %s has schema version %d, newer "
+		    "than this bcdad (%d); upgrade bcdad or restore a backup",
+		    path, st->version, latest);
+		rc = -EPROTO;
+		goto fail;
+	}
+	if (st->version > target) {
+		seterr(err, errlen, "database %s has schema version %d, newer "
+		    "than the %d requested; schema versions are never "
+		    "downgraded", path, st->version, target);
+		rc = -EPROTO;
+		goto fail;
+	}
+	if ((rc = set_pragmas(st, err, errlen)) != 0)
+		goto fail;
+
+	for (i = 0; i < store_nmigrations; i++) {
+		const struct store_migration *m = &store_migrations[i];
+
+		if (m->version <= st->version || m->version > target)
+			continue;
+		if ((rc = migrate_one(st, m, err, errlen)) != 0)
+			goto fail;
+	}
+	*out = st;
+	return 0;
+fail:
+	if (st != NULL) {
+		if (st->db != NULL)
+			sqlite3_close(st->db);
+		free(st->path);
+		free(st);
+	}
+	return rc;
+}
+
+/*
+ * Runs at shutdown.  A transaction still open is a caller's bug: it is
+ * rolled back, as a crash would have done.
+ */
+void
+store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->depth > 0) {
+		log_warnx("state store %s: closed inside a transaction; "
+		    "rolling it back", st->path);
+		if (!sqlite3_get_autocommit(st->db))
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (sqlite3_close(st->db) != SQLITE_OK)
+		log_warnx("state store %s: close: %s", st->path,
+		    sqlite3_errmsg(st->db));
+	free(st->path);
+	free(st);
+}
+
+/*
+ * Opens a transaction (BEGIN IMMEDIATE, so the write lock is taken now and
+ * not at the first write), or a savepoint inside an open one.
+ */
+int
+store_begin(struct store *st)
+{
+	char sql[32];
+	int rc;
+
+	if (tx_lost(st)) {
+		log_warnx("state store %s: begin: the transaction was rolled "
+		    "back by an earlier error", st->path);
+		return -EIO;
+	}
+	if (st->depth == 0)
+		rc = exec(st, "BEGIN IMMEDIATE", "begin");
+	else {
+		snprintf(sql, sizeof(sql), "SAVEPOINT s%d", st->depth);
+		rc = exec(st, sql, "savepoint");
+	}
+	if (rc == 0)
+		st->depth++;
+	return rc;
+}
+
+/*
+ * Commits the innermost level: the transaction, which is durable once this
+ * returns 0, or a savepoint, whose writes then belong to the level around
+ * it.  On failure the level stays open and the caller must roll it back.
+ */
+int
+store_commit(struct store *st)
+{
+	char sql[32];
+	int rc;
+
+	if (st->depth <= 0) {
+		log_warnx("state store %s: commit without begin", st->path);
+		return -EINVAL;
+	}
+	if (tx_lost(st)) {
+		log_warnx("state store %s: commit: the transaction was rolled "
+		    "back by an earlier error", st->path);
+		return -EIO;
+	}
+	if (st->depth == 1)
+		rc = exec(st, "COMMIT", "commit");
+	else {
+		snprintf(sql, sizeof(sql), "RELEASE s%d", st->depth - 1);
+		rc = exec(st, sql, "release savepoint");
+	}
+	if (rc == 0)
+		st->depth--;
+	return rc;
+}
+
+/*
+ * Undoes the innermost level's writes and closes it.  Safe to call after
+ * a failed store_commit() and after SQLite abandoned the transaction; a
+ * no-op outside any transaction.
+ */
+void
+store_rollback(struct store *st)
+{
+	char sql[64];
+
+	if (st->depth <= 0)
+		return;
+	st->depth--;
+	if (sqlite3_get_autocommit(st->db))
+		return;		/* SQLite already rolled everything back. */
+	if (st->depth == 0)
+		exec(st, "ROLLBACK", "rollback");
+	else {
+		snprintf(sql, sizeof(sql), "ROLLBACK TO s%d; RELEASE s%d",
+		    st->depth, st->depth);
+		exec(st, sql, "rollback to savepoint");
+	}
+}
+
+int
+store_history_add(struct store *st, int64_t job_id, int64_t at,
+    enum job_state from, enum job_state to, const char *reason)
+{
+	static const char sql[] = "INSERT INTO job_history "
+	    "(job_id, at, from_state, to_state, reason) "
+	    "VALUES (?, ?, ?, ?, ?)";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((unsigned)to >= JOB_NSTATES)
+		return -EINVAL;
+	if ((rc = prep(st, sql, &stmt, "add history")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_int(&b, job_id);
+	b_int(&b, at);
+	/* A from outside the enum (-1) marks the row of a job's creation. */
+	b_int_or_null(&b, (unsigned)from < JOB_NSTATES ? (int64_t)from : -1);
+	b_int(&b, (int64_t)to);
+	b_text(&b, reason);
+	if ((rc = b_done(st, &b, "add history")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	return step_done(st, stmt, "add history");
+}
+
+/*
+ * Inserts every field of job but id and state; the job starts in JOB_NEW,
+ * created and updated at now, and its first history row (from NULL, to
+ * NEW, "created") is written in the same transaction.
+ */
+int
+store_job_insert(struct store *st, struct job_row *job, int64_t now)
+{
+	static const char sql[] = "INSERT INTO jobs (profile, state, "
+	    "created_at, updated_at, since, kickoff_url, kickoff_sent, "
+	    "kickoffs, status_url, progress, transaction_time, completed_at, "
+	    "out_dir, last_error, err_fatal, err_error, err_warning, "
+	    "err_info, cancel_requested) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int64_t id;
+	int rc;
+
+	if ((rc = store_begin(st)) != 0)
+		return rc;
+	if ((rc = prep(st, sql, &stmt, "insert job")) != 0)
+		goto fail;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_text(&b, job->profile);
+	b_int(&b, JOB_NEW);
+	b_int(&b, now);
+	b_int(&b, now);
+	b_text(&b, job->since);
+	b_text(&b, job->kickoff_url);
+	b_int(&b, job->kickoff_sent);
+	b_int(&b, job->kickoffs);
+	b_text(&b, job->status_url);
+	b_int(&b, job->progress);
+	b_text(&b, job->transaction_time);
+	b_int(&b, job->completed_at);
+	b_text(&b, job->out_dir);
+	b_text(&b, job->last_error);
+	b_int(&b, job->err_counts[0]);
+	b_int(&b, job->err_counts[1]);
+	b_int(&b, job->err_counts[2]);
+	b_int(&b, job->err_counts[3]);
+	b_int(&b, job->cancel_requested);
+	if ((rc = b_done(st, &b, "insert job")) != 0) {
+		sqlite3_finalize(stmt);
+		goto fail;
+	}
+	if ((rc = step_done(st, stmt, "insert job")) != 0)
+		goto fail;
+	id = sqlite3_last_insert_rowid(st->db);
+	if ((rc = store_history_add(st, id, now, (enum job_state)-1, JOB_NEW,
+	    "created")) != 0)
+		goto fail;
+	if ((rc = store_commit(st)) != 0)
+		goto fail;
+	job->id = id;
+	job->state = JOB_NEW;
+	job->created_at = now;
+	job->updated_at = now;
+	return 0;
+fail:
+	store_rollback(st);
+	return rc;
+}
+
+/* Tells a job that is missing from one in another state. */
+static int
+job_exists(struct store *st, int64_t id)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, "SELECT 1 FROM jobs WHERE id = ?", &stmt,
+	    "find job")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, id);
+	switch (sqlite3_step(stmt)) {
+	case SQLITE_ROW:
+		rc = 1;
+		break;
+	case SQLITE_DONE:
+		rc = 0;
+		break;
+	default:
+		rc = db_fail(st, "find job");
+		break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+store_job_cas_state(struct store *st, int64_t id, enum job_state expected,
+    enum job_state to, int64_t now)
+{
+	static const char sql[] = "UPDATE jobs SET state = ?, updated_at = ? "
+	    "WHERE id = ? AND state = ?";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((unsigned)to >= JOB_NSTATES || (unsigned)expected >= JOB_NSTATES)
+		return -EINVAL;
+	if ((rc = prep(st, sql, &stmt, "set job state")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_int(&b, to);
+	b_int(&b, now);
+	b_int(&b, id);
+	b_int(&b, expected);
+	if ((rc = b_done(st, &b, "set job state")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	if ((rc = step_done(st, stmt, "set job state")) != 0)
+		return rc;
+	if (sqlite3_changes(st->db) == 1)
+		return 0;
+	if ((rc = job_exists(st, id)) < 0)
+		return rc;
+	return rc ? -ESTALE : -ENOENT;
+}
+
+/*
+ * Writes every field that changes over a job's life: all but id, state
+ * (store_job_cas_state's), profile and created_at.
+ */
+int
+store_job_save(struct store *st, const struct job_row *job)
+{
+	static const char sql[] = "UPDATE jobs SET updated_at = ?, "
+	    "since = ?, kickoff_url = ?, kickoff_sent = ?, kickoffs = ?, "
+	    "status_url = ?, progress = ?, transaction_time = ?, "
+	    "completed_at = ?, out_dir = ?, last_error = ?, err_fatal = ?, "
+	    "err_error = ?, err_warning = ?, err_info = ?, "
+	    "cancel_requested = ? WHERE id = ?";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, "save job")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_int(&b, job->updated_at);
+	b_text(&b, job->since);
+	b_text(&b, job->kickoff_url);
+	b_int(&b, job->kickoff_sent);
+	b_int(&b, job->kickoffs);
+	b_text(&b, job->status_url);
+	b_int(&b, job->progress);
+	b_text(&b, job->transaction_time);
+	b_int(&b, job->completed_at);
+	b_text(&b, job->out_dir);
+	b_text(&b, job->last_error);
+	b_int(&b, job->err_counts[0]);
+	b_int(&b, job->err_counts[1]);
+	b_int(&b, job->err_counts[2]);
+	b_int(&b, job->err_counts[3]);
+	b_int(&b, job->cancel_requested);
+	b_int(&b, job->id);
+	if ((rc = b_done(st, &b, "save job")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	if ((rc = step_done(st, stmt, "save job")) != 0)
+		return rc;
+	return sqlite3_changes(st->db) == 1 ? 0 : -ENOENT;
+}
+
+/* Fills *out, which the caller frees with job_row_clear(). */
+int
+store_job_get(struct store *st, int64_t id, struct job_row *out)
+{
+	static const char sql[] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = prep(st, sql, &stmt, "get job")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, id);
+	switch (sqlite3_step(stmt)) {
+	case SQLITE_ROW:
+		rc = job_read(stmt, out);
+		break;
+	case SQLITE_DONE:
+		rc = -ENOENT;
+		break;
+	default:
+		rc = db_fail(st, "get job");
+		break;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/*
+ * The list functions read every row first and call back only after the
+ * statement is finalized, so a callback may write to the store, open or
+ * roll back a transaction, or list again.  Each row passed to a callback
+ * is freed when the callback returns; a callback that keeps a string sets
+ * its pointer to NULL.  A callback returns 0 to go on; anything else stops
+ * the walk and is returned.
+ */
+static int
+jobs_list(struct store *st, const char *sql, const int *params, int nparams,
+    store_job_cb cb, void *arg, const char *what)
+{
+	sqlite3_stmt *stmt;
+	struct job_row *rows = NULL, *tmp;
+	size_t n = 0, cap = 0, i;
+	int rc, step, p;
+
+	if ((rc = prep(st, sql, &stmt, what)) != 0)
+		return rc;
+	for (p = 0; p < nparams; p++)
+		sqlite3_bind_int(stmt, p + 1, params[p]);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((tmp = reallocarray(rows, cap,
+			    sizeof(*rows))) == NULL) {
+				rc = -ENOMEM;
+				goto done;
+			}
+			rows = tmp;
+		}
+		if ((rc = job_read(stmt, &rows[n])) != 0)
+			goto done;
+		n++;
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(st, what);
+done:
+	sqlite3_finalize(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		job_row_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int
+store_jobs_active(struct store *st, store_job_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
+	    "WHERE state NOT IN (?, ?, ?) ORDER BY id";
+	static const int terminal[] = { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+
+	return jobs_list(st, sql, terminal, 3, cb, arg, "list active jobs");
+}
+
+int
+store_jobs_recent(struct store *st, int limit, store_job_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
+	    "ORDER BY id DESC LIMIT ?";
+
+	if (limit < 0)
+		return -EINVAL;
+	return jobs_list(st, sql, &limit, 1, cb, arg, "list recent jobs");
+}
+
+/*
+ * A job's history, oldest first.  The creation row has from = -1 (NULL in
+ * the table).
+ */
+int
+store_history(struct store *st, int64_t job_id, store_hist_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT at, from_state, to_state, reason "
+	    "FROM job_history WHERE job_id = ? ORDER BY id";
+	struct hist {
+		int64_t		 at;
+		int		 from;
+		int		 to;
+		char		*reason;
+	} *rows = NULL, *tmp;
+	sqlite3_stmt *stmt;
+	size_t n = 0, cap = 0, i;
+	int rc, step;
+
+	if ((rc = prep(st, sql, &stmt, "list history")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, job_id);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct reader r = { stmt, 0, 0 };
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((tmp = reallocarray(rows, cap,
+			    sizeof(*rows))) == NULL) {
+				rc = -ENOMEM;
+				goto done;
+			}
+			rows = tmp;
+		}
+		rows[n].at = sqlite3_column_int64(stmt, 0);
+		rows[n].from = sqlite3_column_type(stmt, 1) == SQLITE_NULL ?
+		    -1 : sqlite3_column_int(stmt, 1);
+		rows[n].to = sqlite3_column_int(stmt, 2);
+		r.idx = 3;
+		rows[n].reason = r_text(&r);
+		n++;
+		if (r.nomem) {
+			rc = -ENOMEM;
+			goto done;
+		}
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(st, "list history");
+done:
+	sqlite3_finalize(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(rows[i].at, (enum job_state)rows[i].from,
+			    (enum job_state)rows[i].to, rows[i].reason, arg);
+		free(rows[i].reason);
+	}
+	free(rows);
+	return rc;
+}
+
+/* Inserts every field of file but id; the row starts PENDING. */
+int
+store_file_insert(struct store *st, struct file_row *file)
+{
+	static const char sql[] = "INSERT INTO files (job_id, kind, type, "
+	    "url, seq, name, state, attempts, lines, bytes, sha256, "
+	    "last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, "insert file")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_int(&b, file->job_id);
+	b_int(&b, file->kind);
+	b_text(&b, file->type);
+	b_text(&b, file->url);
+	b_int(&b, file->seq);
+	b_text(&b, file->name);
+	b_int(&b, FILE_PENDING);
+	b_int(&b, file->attempts);
+	b_int(&b, file->lines);
+	b_int(&b, file->bytes);
+	b_text(&b, file->sha256);
+	b_text(&b, file->last_error);
+	if ((rc = b_done(st, &b, "insert file")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	if ((rc = step_done(st, stmt, "insert file")) != 0)
+		return rc;
+	file->id = sqlite3_last_insert_rowid(st->db);
+	file->state = FILE_PENDING;
+	return 0;
+}
+
+int
+store_file_save(struct store *st, const struct file_row *file)
+{
+	static const char sql[] = "UPDATE files SET state = ?, attempts = ?, "
+	    "lines = ?, bytes = ?, sha256 = ?, last_error = ? WHERE id = ?";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, "save file")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_int(&b, file->state);
+	b_int(&b, file->attempts);
+	b_int(&b, file->lines);
+	b_int(&b, file->bytes);
+	b_text(&b, file->sha256);
+	b_text(&b, file->last_error);
+	b_int(&b, file->id);
+	if ((rc = b_done(st, &b, "save file")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	if ((rc = step_done(st, stmt, "save file")) != 0)
+		return rc;
+	return sqlite3_changes(st->db) == 1 ? 0 : -ENOENT;
+}
+
+/* A job's files by kind, type and seq; see jobs_list() for callbacks. */
+int
+store_files(struct store *st, int64_t job_id, store_file_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT " FILE_COLS " FROM files "
+	    "WHERE job_id = ? ORDER BY kind, type, seq";
+	sqlite3_stmt *stmt;
+	struct file_row *rows = NULL, *tmp;
+	size_t n = 0, cap = 0, i;
+	int rc, step;
+
+	if ((rc = prep(st, sql, &stmt, "list files")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, job_id);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((tmp = reallocarray(rows, cap,
+			    sizeof(*rows))) == NULL) {
+				rc = -ENOMEM;
+				goto done;
+			}
+			rows = tmp;
+		}
+		if ((rc = file_read(stmt, &rows[n])) != 0)
+			goto done;
+		n++;
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(st, "list files");
+done:
+	sqlite3_finalize(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		file_row_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int
+store_files_delete(struct store *st, int64_t job_id)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, "DELETE FROM files WHERE job_id = ?", &stmt,
+	    "delete files")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, job_id);
+	return step_done(st, stmt, "delete files");
+}
+
+int
+store_cursor_get(struct store *st, const char *profile, char **out)
+{
+	static const char sql[] = "SELECT transaction_time "
+	    "FROM profile_cursor WHERE profile = ?";
+	struct reader r;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*out = NULL;
+	if ((rc = prep(st, sql, &stmt, "get cursor")) != 0)
+		return rc;
+	if (sqlite3_bind_text(stmt, 1, profile, -1, SQLITE_STATIC) !=
+	    SQLITE_OK) {
+		rc = db_fail(st, "get cursor");
+		goto done;
+	}
+	switch (sqlite3_step(stmt)) {
+	case SQLITE_ROW:
+		r = (struct reader){ stmt, 0, 0 };
+		*out = r_text(&r);
+		if (r.nomem)
+			rc = -ENOMEM;
+		break;
+	case SQLITE_DONE:
+		break;
+	default:
+		rc = db_fail(st, "get cursor");
+		break;
+	}
+done:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+store_cursor_set(struct store *st, const char *profile,
+    const char *transaction_time, int64_t now)
+{
+	static const char sql[] = "INSERT INTO profile_cursor "
+	    "(profile, transaction_time, updated_at) VALUES (?, ?, ?) "
+	    "ON CONFLICT (profile) DO UPDATE SET "
+	    "transaction_time = excluded.transaction_time, "
+	    "updated_at = excluded.updated_at";
+	struct binder b;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, "set cursor")) != 0)
+		return rc;
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_text(&b, profile);
+	b_text(&b, transaction_time);
+	b_int(&b, now);
+	if ((rc = b_done(st, &b, "set cursor")) != 0) {
+		sqlite3_finalize(stmt);
+		return rc;
+	}
+	return step_done(st, stmt, "set cursor");
+}
