@@ -127,8 +127,9 @@ install: all
 	install -m 0644 lib/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
 	install -m 0640 packaging/bcdad.conf.example \
 		$(DESTDIR)$(SYSCONFDIR)/bcdad/bcdad.conf.example
-	install -m 0644 systemd/*.service systemd/*.socket systemd/*.timer \
-		$(DESTDIR)$(UNITDIR)/
+	for u in systemd/*.service systemd/*.socket systemd/*.timer; do \
+		sed 's|/usr/bin/bcdad|$(BINDIR)/bcdad|g' $$u > $(DESTDIR)$(UNITDIR)/$${u#systemd/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#systemd/} || exit 1; done
 
 clean:
 	rm -rf build bin
