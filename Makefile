@@ -95,8 +95,11 @@ integration: all
 demo: deps all
 	@BUILD=$(BUILD) $(PYTHON) tests/demo.py
 
-bench: all
+bench: all $(BUILD)/bench_pipeline
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench.py
+
+$(BUILD)/bench_pipeline: tests/bench/bench_pipeline.c $(BUILD)/libbcdad.a
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libbcdad.a $(LDLIBS)
 
 # Fails early with the apt-get line instead of a wall of compiler errors.
 check-deps:
