@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -46,6 +47,13 @@ struct http_req {
 	http_done_cb	 done;
 	void		*arg;
 	int		 active;
+	/* Request body: from memory (body) or from a file range (fd). */
+	char		*body;
+	int		 body_fd;
+	off_t		 body_off;
+	size_t		 body_len;
+	size_t		 body_sent;
+	int		 has_body;
 	char		 errbuf[CURL_ERROR_SIZE];
 	struct http_resp resp;
 };
@@ -217,6 +225,7 @@ resp_clear(struct http_resp *r)
 	free(r->retry_after);
 	free(r->x_progress);
 	free(r->expires);
+	free(r->etag);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -231,6 +240,7 @@ http_req_new(const char *method, const char *url)
 	r->url = strdup(url);
 	r->body_cap = HTTP_BODY_MAX;
 	r->timeout = 120;
+	r->body_fd = -1;
 	if (r->method == NULL || r->url == NULL) {
 		http_req_free(r);
 		return NULL;
@@ -307,8 +317,70 @@ http_req_free(struct http_req *r)
 	wipe_free(r->password);
 	free(r->method);
 	free(r->url);
+	free(r->body);
 	resp_clear(&r->resp);
 	free(r);
+}
+
+int
+http_req_body(struct http_req *r, const void *buf, size_t len)
+{
+	free(r->body);
+	if ((r->body = malloc(len ? len : 1)) == NULL)
+		return -ENOMEM;
+	memcpy(r->body, buf, len);
+	r->body_fd = -1;
+	r->body_len = len;
+	r->has_body = 1;
+	return 0;
+}
+
+void
+http_req_body_file(struct http_req *r, int fd, off_t off, size_t len)
+{
+	free(r->body);
+	r->body = NULL;
+	r->body_fd = fd;
+	r->body_off = off;
+	r->body_len = len;
+	r->has_body = 1;
+}
+
+/* Feeds the request body to curl, from memory or from the file range. */
+static size_t
+read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t want = size * n, left = r->body_len - r->body_sent;
+	ssize_t got;
+
+	if (want > left)
+		want = left;
+	if (want == 0)
+		return 0;
+	if (r->body_fd < 0) {
+		memcpy(buf, r->body + r->body_sent, want);
+		got = (ssize_t)want;
+	} else {
+		got = pread(r->body_fd, buf, want,
+		    r->body_off + (off_t)r->body_sent);
+		if (got <= 0)
+			return CURL_READFUNC_ABORT;
+	}
+	r->body_sent += (size_t)got;
+	return (size_t)got;
+}
+
+/* curl rewinds the body when it must resend it (e.g. after a redirect). */
+static int
+seek_cb(void *arg, curl_off_t off, int origin)
+{
+	struct http_req *r = arg;
+
+	if (origin != SEEK_SET || off < 0 || (size_t)off > r->body_len)
+		return CURL_SEEKFUNC_FAIL;
+	r->body_sent = (size_t)off;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* Keeps the response headers bcdad reads; a new response resets them. */
@@ -325,6 +397,7 @@ header_cb(char *buf, size_t size, size_t n, void *arg)
 		{ "retry-after", offsetof(struct http_resp, retry_after) },
 		{ "x-progress", offsetof(struct http_resp, x_progress) },
 		{ "expires", offsetof(struct http_resp, expires) },
+		{ "etag", offsetof(struct http_resp, etag) },
 	};
 	struct http_req *r = arg;
 	size_t len = size * n, i, nlen, vlen;
@@ -425,10 +498,30 @@ http_start(struct http *h, struct http_req *r, http_done_cb done, void *arg)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	if (strcmp(r->method, "POST") == 0) {
+	r->body_sent = 0;
+	if (r->has_body) {
+		/* UPLOAD sends a PUT; CUSTOMREQUEST renames it (POST). */
+		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+		    (curl_off_t)r->body_len);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(e, CURLOPT_READDATA, r);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+		if (strcmp(r->method, "PUT") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+	} else if (strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(r->method, "PUT") == 0) {
+		/* An empty PUT (the IMDSv2 token request). */
+		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)0);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(e, CURLOPT_READDATA, r);
 	} else if (strcmp(r->method, "GET") != 0) {
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	}

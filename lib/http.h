@@ -40,6 +40,7 @@ struct http_resp {
 	char		*retry_after;
 	char		*x_progress;
 	char		*expires;
+	char		*etag;
 };
 
 struct http	*http_new(uv_loop_t *, long connect_timeout, long low_speed_time);
@@ -50,6 +51,15 @@ int		 http_req_header(struct http_req *, const char *line);
 void		 http_req_basic_auth(struct http_req *, const char *user,
 		    const char *password);
 void		 http_req_sink(struct http_req *, http_sink, void *arg);
+/*
+ * The request body: a copy of buf, or len bytes of fd from off (read with
+ * pread while sending, so a large file never sits in memory).  The fd
+ * stays the caller's and must stay open until the request is done.
+ * Sets Content-Length; a body makes PUT and POST send it.
+ */
+int		 http_req_body(struct http_req *, const void *buf, size_t len);
+void		 http_req_body_file(struct http_req *, int fd, off_t off,
+		    size_t len);
 /* A whole-request time limit in seconds (0 = none: downloads). */
 void		 http_req_timeout(struct http_req *, long seconds);
 const char	*http_req_url(const struct http_req *);
