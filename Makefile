@@ -15,10 +15,10 @@ UNITDIR  ?= $(PREFIX)/lib/systemd/system
 DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih
+PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih expat
 DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libjansson-dev libsqlite3-dev libssl-dev zlib1g-dev libsystemd-dev \
-	   libinih-dev python3 sqlite3 curl
+	   libinih-dev libexpat1-dev python3 python3-botocore awscli sqlite3 curl
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan

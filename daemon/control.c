@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,14 +18,18 @@
 #include "bcdad.h"
 #include "log.h"
 
+struct ctl_conn;
+
 struct ctl {
 	uv_loop_t	*loop;
 	struct engine	*engine;
 	uv_pipe_t	 server;
 	char		*path;		/* unlinked at close; NULL if activated */
+	TAILQ_HEAD(, ctl_conn) conns;	/* open, not yet closing */
 };
 
 struct ctl_conn {
+	TAILQ_ENTRY(ctl_conn) entry;
 	uv_pipe_t	 pipe;
 	uv_timer_t	 timer;
 	struct ctl	*ctl;
@@ -53,6 +58,7 @@ conn_close(struct ctl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	TAILQ_REMOVE(&c->ctl->conns, c, entry);
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->pipe, conn_free_cb);
@@ -246,6 +252,7 @@ connection_cb(uv_stream_t *server, int status)
 	uv_pipe_init(ctl->loop, &c->pipe, 0);
 	uv_timer_init(ctl->loop, &c->timer);
 	c->pipe.data = c->timer.data = c;
+	TAILQ_INSERT_TAIL(&ctl->conns, c, entry);
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
 		conn_close(c);
 		return;
@@ -253,6 +260,16 @@ connection_cb(uv_stream_t *server, int status)
 	c->privileged = peer_privileged(&c->pipe);
 	uv_timer_start(&c->timer, idle_cb, CTL_TIMEOUT_MS, 0);
 	uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
+}
+
+/* The server handle is embedded in ctl: free ctl only once it is closed. */
+static void
+server_free_cb(uv_handle_t *h)
+{
+	struct ctl *ctl = h->data;
+
+	free(ctl->path);
+	free(ctl);
 }
 
 /*
@@ -270,6 +287,7 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 		return NULL;
 	ctl->loop = loop;
 	ctl->engine = e;
+	TAILQ_INIT(&ctl->conns);
 	uv_pipe_init(loop, &ctl->server, 0);
 	ctl->server.data = ctl;
 	if (fd >= 0) {
@@ -291,20 +309,25 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 fail:
 	log_errx("control socket %s: %s", fd >= 0 ? "(activated)" : path,
 	    uv_strerror(rc));
-	uv_close((uv_handle_t *)&ctl->server, NULL);
-	free(ctl->path);
-	free(ctl);
+	uv_close((uv_handle_t *)&ctl->server, server_free_cb);
 	return NULL;
 }
 
+/*
+ * Stops listening and drops every client connection, so that the loop
+ * can run dry at shutdown instead of waiting for a silent client's idle
+ * timeout.  The memory goes once libuv has closed the handles.
+ */
 void
 ctl_close(struct ctl *ctl)
 {
+	struct ctl_conn *c;
+
 	if (ctl == NULL)
 		return;
-	uv_close((uv_handle_t *)&ctl->server, NULL);
+	while ((c = TAILQ_FIRST(&ctl->conns)) != NULL)
+		conn_close(c);
 	if (ctl->path != NULL)
 		unlink(ctl->path);
-	free(ctl->path);
-	free(ctl);
+	uv_close((uv_handle_t *)&ctl->server, server_free_cb);
 }

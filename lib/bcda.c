@@ -1,6 +1,7 @@
 /*
  * The BCDA protocol without I/O.  See bcda.h and reference/bcda.md.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -103,6 +104,18 @@ digits(const char *s, int n, int *out)
 	return 0;
 }
 
+/* So that 2026-02-30 is refused instead of becoming March 2. */
+static int
+days_in_month(int y, int mo)
+{
+	static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
+	    30, 31 };
+
+	if (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+		return 29;
+	return dim[mo - 1];
+}
+
 int
 bcda_parse_instant(const char *s, time_t *out)
 {
@@ -118,8 +131,8 @@ bcda_parse_instant(const char *s, time_t *out)
 	    s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
 	    digits(s + 17, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
+	    h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	p = s + 19;
 	if (*p == '.') {
@@ -147,6 +160,43 @@ bcda_parse_instant(const char *s, time_t *out)
 	if ((t = timegm(&tm)) == (time_t)-1)
 		return -EINVAL;
 	*out = t - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+int
+bcda_parse_expires(const char *s, time_t *out)
+{
+	char buf[64];
+	const char *p;
+	size_t n;
+	time_t t;
+
+	/*
+	 * "YYYY-MM-DD HH:MM:SS[.frac] +hhmm ZONE" is rewritten as the RFC
+	 * 3339 "YYYY-MM-DDTHH:MM:SS[.frac]+hh:mm"; the zone name is ignored,
+	 * since the offset says everything.
+	 */
+	if (strlen(s) > 19 && s[10] == ' ' && s[4] == '-') {
+		for (p = s + 19; *p == '.' || isdigit((unsigned char)*p); p++)
+			;
+		n = (size_t)(p - s);
+		if (n + 7 > sizeof(buf) || p[0] != ' ' ||
+		    (p[1] != '+' && p[1] != '-') ||
+		    !isdigit((unsigned char)p[2]) ||
+		    !isdigit((unsigned char)p[3]) ||
+		    !isdigit((unsigned char)p[4]) ||
+		    !isdigit((unsigned char)p[5]) ||
+		    (p[6] != '\0' && p[6] != ' '))
+			return -EINVAL;
+		memcpy(buf, s, n);
+		buf[10] = 'T';
+		snprintf(buf + n, sizeof(buf) - n, "%c%c%c:%c%c", p[1], p[2],
+		    p[3], p[4], p[5]);
+		return bcda_parse_instant(buf, out);
+	}
+	if ((t = curl_getdate(s, NULL)) < 0)
+		return -EINVAL;
+	*out = t;
 	return 0;
 }
 
@@ -389,11 +439,29 @@ out:
 	return url;
 }
 
+/*
+ * host as curl gives it (IPv6 in brackets).  Only an address literal in
+ * 127/8 or ::1, or the name localhost, is loopback: a name such as
+ * 127.0.0.1.nip.io merely starts like one and may resolve anywhere.
+ */
 static int
 host_is_loopback(const char *host)
 {
-	return strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 ||
-	    strcmp(host, "::1") == 0 || strcasecmp(host, "localhost") == 0;
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n = strlen(host);
+
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (n < 3 || host[0] != '[' || host[n - 1] != ']' ||
+	    n - 2 >= sizeof(buf))
+		return 0;
+	memcpy(buf, host + 1, n - 2);
+	buf[n - 2] = '\0';
+	return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 /* Scheme, host and port of url, port filled in from the scheme. */

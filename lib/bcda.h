@@ -53,6 +53,13 @@ int	bcda_parse_progress(const char *x_progress);
  */
 int	bcda_parse_instant(const char *s, time_t *out);
 
+/*
+ * Parses a status response's Expires header: BCDA sends Go's
+ * time.String() ("2026-08-23 14:03:07.123456 +0000 UTC"); an HTTP-date
+ * is accepted too.  Returns 0 or -EINVAL.
+ */
+int	bcda_parse_expires(const char *s, time_t *out);
+
 /* The export kickoff URL for a profile and an optional _since. */
 char	*bcda_kickoff_url(const struct profile *, const char *since);
 /* base/api/vN/jobs?_status=... for finding a job whose ID was lost. */

@@ -317,6 +317,9 @@ http_req_free(struct http_req *r)
 	wipe_free(r->password);
 	free(r->method);
 	free(r->url);
+	/* A request body may hold a token (STS web identity): wipe it. */
+	if (r->body != NULL)
+		explicit_bzero(r->body, r->body_len);
 	free(r->body);
 	resp_clear(&r->resp);
 	free(r);

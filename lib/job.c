@@ -147,5 +147,6 @@ file_row_clear(struct file_row *f)
 	free(f->name);
 	free(f->sha256);
 	free(f->last_error);
+	free(f->s3_upload_id);
 	memset(f, 0, sizeof(*f));
 }

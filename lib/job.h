@@ -34,6 +34,13 @@ enum file_state {
 	FILE_NSTATES
 };
 
+/* Where a file stands with S3 (files.s3_state); append only. */
+enum file_s3 {
+	S3_PENDING	= 0,	/* not uploaded (or no bucket configured) */
+	S3_DONE		= 1,	/* S3 has it, verified by its payload hash */
+	S3_FAILED	= 2,	/* gave up: recorded in last_error */
+};
+
 enum file_kind {
 	FILE_OUTPUT	= 0,	/* manifest output[] */
 	FILE_ERROR	= 1,	/* manifest error[] (OperationOutcome) */
@@ -75,6 +82,9 @@ struct file_row {
 	int64_t		 bytes;
 	char		*sha256;	/* hex, once DONE */
 	char		*last_error;
+	enum file_s3	 s3_state;
+	char		*s3_upload_id;	/* multipart upload in progress */
+	int64_t		 s3_part_size;
 };
 
 struct store;

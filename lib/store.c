@@ -71,7 +71,8 @@ struct store {
 	"transaction_time, completed_at, out_dir, last_error, err_fatal, " \
 	"err_error, err_warning, err_info, cancel_requested"
 #define FILE_COLS "id, job_id, kind, type, url, seq, name, state, " \
-	"attempts, lines, bytes, sha256, last_error"
+	"attempts, lines, bytes, sha256, last_error, s3_state, " \
+	"s3_upload_id, s3_part_size"
 
 static void
 seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -321,6 +322,9 @@ file_read(sqlite3_stmt *stmt, struct file_row *f)
 	f->bytes = r_int(&r);
 	f->sha256 = r_text(&r);
 	f->last_error = r_text(&r);
+	f->s3_state = (enum file_s3)r_int(&r);
+	f->s3_upload_id = r_text(&r);
+	f->s3_part_size = r_int(&r);
 	if (r.nomem) {
 		file_row_clear(f);
 		return -ENOMEM;
@@ -1082,7 +1086,8 @@ int
 store_file_save(struct store *st, const struct file_row *file)
 {
 	static const char sql[] = "UPDATE files SET state = ?, attempts = ?, "
-	    "lines = ?, bytes = ?, sha256 = ?, last_error = ? WHERE id = ?";
+	    "lines = ?, bytes = ?, sha256 = ?, last_error = ?, s3_state = ?, "
+	    "s3_upload_id = ?, s3_part_size = ? WHERE id = ?";
 	struct binder b;
 	sqlite3_stmt *stmt;
 	int rc;
@@ -1096,6 +1101,9 @@ store_file_save(struct store *st, const struct file_row *file)
 	b_int(&b, file->bytes);
 	b_text(&b, file->sha256);
 	b_text(&b, file->last_error);
+	b_int(&b, file->s3_state);
+	b_text(&b, file->s3_upload_id);
+	b_int(&b, file->s3_part_size);
 	b_int(&b, file->id);
 	if ((rc = b_done(st, &b, "save file")) != 0) {
 		sqlite3_finalize(stmt);
@@ -1158,6 +1166,58 @@ store_files_delete(struct store *st, int64_t job_id)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, job_id);
 	return step_done(st, stmt, "delete files");
+}
+
+int
+store_part_add(struct store *st, int64_t file_id, int number, const char *etag)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO parts (file_id, "
+	    "number, etag) VALUES (?, ?, ?)";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, sql, &stmt, "add part")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, file_id);
+	sqlite3_bind_int(stmt, 2, number);
+	sqlite3_bind_text(stmt, 3, etag, -1, SQLITE_TRANSIENT);
+	return step_done(st, stmt, "add part");
+}
+
+/* Every part S3 acknowledged for a file, by number. */
+int
+store_parts(struct store *st, int64_t file_id, store_part_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT number, etag FROM parts "
+	    "WHERE file_id = ? ORDER BY number";
+	sqlite3_stmt *stmt;
+	int rc, step;
+
+	if ((rc = prep(st, sql, &stmt, "list parts")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, file_id);
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if ((rc = cb(sqlite3_column_int(stmt, 0), (const char *)
+		    sqlite3_column_text(stmt, 1), arg)) != 0)
+			break;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = db_fail(st, "list parts");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+store_parts_delete(struct store *st, int64_t file_id)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((rc = prep(st, "DELETE FROM parts WHERE file_id = ?", &stmt,
+	    "delete parts")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, file_id);
+	return step_done(st, stmt, "delete parts");
 }
 
 int

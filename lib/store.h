@@ -80,11 +80,18 @@ int	store_history(struct store *, int64_t job_id, store_hist_cb, void *);
 
 /* Inserts a file row (state PENDING); sets file->id. */
 int	store_file_insert(struct store *, struct file_row *file);
-/* Writes state, attempts, lines, bytes, sha256, last_error. */
+/* Writes state, attempts, lines, bytes, sha256, last_error and s3_*. */
 int	store_file_save(struct store *, const struct file_row *file);
 int	store_files(struct store *, int64_t job_id, store_file_cb, void *arg);
 /* Deletes all file rows of a job (re-kickoff after expiry). */
 int	store_files_delete(struct store *, int64_t job_id);
+
+/* Multipart upload parts S3 acknowledged (ETags kept verbatim). */
+typedef int (*store_part_cb)(int number, const char *etag, void *arg);
+int	store_part_add(struct store *, int64_t file_id, int number,
+	    const char *etag);
+int	store_parts(struct store *, int64_t file_id, store_part_cb, void *arg);
+int	store_parts_delete(struct store *, int64_t file_id);
 
 /* The profile's last successful transactionTime; *out NULL if none. */
 int	store_cursor_get(struct store *, const char *profile, char **out);

@@ -10,6 +10,8 @@ what=${1:-all}
 here=$(cd "$(dirname "$0")/.." && pwd)
 : "${BCDAD_FIXTURES:=$here/../shared/fixtures}"
 export BCDAD_FIXTURES
+BCDAD_PYTHON=$PYTHON
+export BCDAD_PYTHON
 passed=0
 failed=0
 log=$(mktemp)

@@ -295,17 +295,17 @@ T_TEST(test_unknown_key_and_section)
 
 	T_FAILS("[daemon]\n[demon]\nstate_dir = /x\n[profile A]\n"
 	    GOOD_PROFILE, 1);
-	T_ERR(2, "unknown section [demon]; sections are [daemon] and "
-	    "[profile NAME]");
+	T_ERR(2, "unknown section [demon]; sections are [daemon], "
+	    "[aws] and [profile NAME]");
 
 	/* An empty unknown section is found too. */
 	T_FAILS("[profiles]\n", 1);
-	T_ERR(1, "unknown section [profiles]; sections are [daemon] and "
-	    "[profile NAME]");
+	T_ERR(1, "unknown section [profiles]; sections are [daemon], "
+	    "[aws] and [profile NAME]");
 
 	T_FAILS("state_dir = /x\n", 1);
 	T_ERR(1, "key \"state_dir\" is outside any section; put it under "
-	    "[daemon] or [profile NAME]");
+	    "[daemon], [aws] or [profile NAME]");
 
 	/* A key of the other section kind. */
 	T_FAILS("[daemon]\nclient_id = x\n", 1);
@@ -517,8 +517,8 @@ T_TEST(test_profile_names)
 	T_ERR(1, "profile name \"\" must be 1 to 64 characters of A-Z, "
 	    "a-z, 0-9, '_', '.' and '-'");
 	T_FAILS("[profileA]\n" GOOD_PROFILE, 1);
-	T_ERR(1, "unknown section [profileA]; sections are [daemon] and "
-	    "[profile NAME]");
+	T_ERR(1, "unknown section [profileA]; sections are [daemon], "
+	    "[aws] and [profile NAME]");
 
 	/* 64 characters: longer than libinih's own section buffer. */
 	snprintf(buf, sizeof(buf), "[profile %s]\n" GOOD_PROFILE,
@@ -699,6 +699,535 @@ T_TEST(test_endpoint_names)
 	T_EQ_STR(config_endpoint_name((enum bcda_endpoint)7), "unknown");
 }
 
+T_TEST(test_aws_full_valid)
+{
+	struct config *c;
+	struct profile *p;
+
+	c = load("[aws]\n"
+	    "region = us-gov-west-1\n"
+	    "s3_endpoint_url = http://127.0.0.1:4569/\n"
+	    "sts_endpoint_url = https://sts.us-gov-west-1.amazonaws.com\n"
+	    "healthlake_endpoint_url = http://localhost:4566\n"
+	    "sns_endpoint_url = http://[::1]:4566\n"
+	    "secretsmanager_endpoint_url = https://10.0.0.5:8443/\n"
+	    "[profile A9994]\n"
+	    "s3_bucket = my.claims-bucket1\n"
+	    "s3_prefix = bcda/exports//\n"
+	    "kms_key_id = arn:aws:kms:us-east-1:123456789012:key/"
+	    "1234abcd-12ab-34cd-56ef-1234567890ab\n"
+	    "multipart_threshold = 16M\n"
+	    "keep_local = yes\n"
+	    "healthlake_datastore_id = 0123456789abcdef0123456789abcdef\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/"
+	    "HealthLakeImport\n"
+	    "healthlake_output_uri = s3://my-bucket/out/\n"
+	    "sns_topic_arn = arn:aws:sns:us-east-1:123456789012:"
+	    "bcdad-events\n"
+	    "bcda_secret_arn = arn:aws:secretsmanager:us-east-1:"
+	    "123456789012:secret:bcda/A9994-AbCdEf\n");
+	T_ASSERT(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s", errs);
+		return;
+	}
+	T_EQ_STR(errs, "");
+	T_EQ_STR(c->aws_region, "us-gov-west-1");
+	T_EQ_STR(c->s3_endpoint, "http://127.0.0.1:4569");
+	T_EQ_STR(c->sts_endpoint, "https://sts.us-gov-west-1.amazonaws.com");
+	T_EQ_STR(c->healthlake_endpoint, "http://localhost:4566");
+	T_EQ_STR(c->sns_endpoint, "http://[::1]:4566");
+	T_EQ_STR(c->secretsmanager_endpoint, "https://10.0.0.5:8443");
+	p = c->profiles[0];
+	T_EQ_STR(p->s3_bucket, "my.claims-bucket1");
+	T_EQ_STR(p->s3_prefix, "bcda/exports/");
+	T_EQ_STR(p->kms_key_id, "arn:aws:kms:us-east-1:123456789012:key/"
+	    "1234abcd-12ab-34cd-56ef-1234567890ab");
+	T_EQ_INT(p->multipart_threshold, 16 * 1024 * 1024);
+	T_EQ_INT(p->keep_local, 1);
+	T_EQ_STR(p->healthlake_datastore_id,
+	    "0123456789abcdef0123456789abcdef");
+	T_EQ_STR(p->healthlake_role_arn,
+	    "arn:aws:iam::123456789012:role/HealthLakeImport");
+	T_EQ_STR(p->healthlake_output_uri, "s3://my-bucket/out/");
+	T_EQ_STR(p->sns_topic_arn,
+	    "arn:aws:sns:us-east-1:123456789012:bcdad-events");
+	T_EQ_STR(p->bcda_secret_arn, "arn:aws:secretsmanager:us-east-1:"
+	    "123456789012:secret:bcda/A9994-AbCdEf");
+	T_ASSERT(p->client_id == NULL);
+	T_ASSERT(p->secret_file == NULL);
+	T_ASSERT(p->secret_credential == NULL);
+	config_free(c);
+}
+
+T_TEST(test_aws_defaults)
+{
+	struct config *c;
+	struct profile *p;
+
+	/* Nothing about AWS: files stay local. */
+	c = load("[profile A]\n" GOOD_PROFILE);
+	T_ASSERT(c != NULL);
+	if (c != NULL) {
+		T_ASSERT(c->aws_region == NULL);
+		T_ASSERT(c->s3_endpoint == NULL);
+		T_ASSERT(c->sts_endpoint == NULL);
+		T_ASSERT(c->healthlake_endpoint == NULL);
+		T_ASSERT(c->sns_endpoint == NULL);
+		T_ASSERT(c->secretsmanager_endpoint == NULL);
+		p = c->profiles[0];
+		T_ASSERT(p->s3_bucket == NULL);
+		T_EQ_STR(p->s3_prefix, "");
+		T_ASSERT(p->kms_key_id == NULL);
+		T_EQ_INT(p->multipart_threshold, 8388608);
+		T_EQ_INT(p->keep_local, 1);
+		T_ASSERT(p->healthlake_datastore_id == NULL);
+		T_ASSERT(p->healthlake_role_arn == NULL);
+		T_ASSERT(p->healthlake_output_uri == NULL);
+		T_ASSERT(p->sns_topic_arn == NULL);
+		T_ASSERT(p->bcda_secret_arn == NULL);
+	}
+	config_free(c);
+
+	/* A bucket alone: uploads, and local copies are removed. */
+	c = load("[aws]\n[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL) {
+		p = c->profiles[0];
+		T_EQ_STR(p->s3_bucket, "abc");
+		T_EQ_STR(p->s3_prefix, "");
+		T_EQ_INT(p->keep_local, 0);
+		T_ASSERT(p->healthlake_output_uri == NULL);
+	}
+	config_free(c);
+
+	/* The HealthLake output goes beside the exports. */
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = claims\n"
+	    "s3_prefix = exports\n"
+	    "healthlake_datastore_id = ds1\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/r\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL) {
+		p = c->profiles[0];
+		T_EQ_STR(p->s3_prefix, "exports/");
+		T_EQ_STR(p->healthlake_output_uri,
+		    "s3://claims/exports/healthlake-output/");
+	}
+	config_free(c);
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = claims\n"
+	    "healthlake_role_arn = arn:aws-us-gov:iam::123456789012:role/a/b\n"
+	    "healthlake_datastore_id = DS1\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_STR(c->profiles[0]->healthlake_output_uri,
+		    "s3://claims/healthlake-output/");
+	config_free(c);
+}
+
+T_TEST(test_aws_section)
+{
+	static const char *const regions[] = {
+		"us-east-1", "us-gov-west-1", "cn-north-1", "eu-central-2",
+		"us-iso-east-1", "us-isob-east-1", "ap-southeast-10",
+	};
+	static const char *const bad_regions[] = {
+		"us-east", "US-EAST-1", "useast1", "us-east-1a", "u-east-1",
+		"us--east-1", "us_east_1", "us-east-1 x",
+	};
+	char buf[256];
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(regions) / sizeof(regions[0]); i++) {
+		snprintf(buf, sizeof(buf), "[aws]\nregion = %s\n", regions[i]);
+		c = load(buf);
+		if (c == NULL)
+			T_FAIL("region %s refused: %s", regions[i], errs);
+		config_free(c);
+	}
+	for (i = 0; i < sizeof(bad_regions) / sizeof(bad_regions[0]); i++) {
+		snprintf(buf, sizeof(buf), "[aws]\nregion = %s\n",
+		    bad_regions[i]);
+		T_FAILS(buf, 1);
+		snprintf(buf, sizeof(buf), "region \"%s\" is not an AWS region "
+		    "such as us-east-1, us-gov-west-1 or cn-north-1",
+		    bad_regions[i]);
+		T_ERR(2, buf);
+	}
+
+	T_FAILS("[aws]\nregion = us-east-1\n[aws]\nregion = us-east-2\n", 1);
+	T_ERR(3, "[aws] appears twice (first at line 1); merge them");
+	T_FAILS("[aws]\nregion = us-east-1\nregion = us-east-2\n", 1);
+	T_ERR(3, "duplicate key \"region\" in [aws] (first set at line 2)");
+	T_FAILS("[aws]\naccess_key_id = AKIA\n", 1);
+	T_ERR(2, "unknown key \"access_key_id\" in [aws]");
+	T_FAILS("[aws]\nregion =\n", 1);
+	T_ERR(2, "region in [aws] has no value");
+	T_FAILS("[aws]\ns3_bucket = x\n", 1);
+	T_ERR(2, "unknown key \"s3_bucket\" in [aws]");
+
+	/* Endpoints follow base_url's rules. */
+	T_FAILS("[aws]\n"
+	    "s3_endpoint_url = http://s3.example.com\n"
+	    "sts_endpoint_url = https://sts.example.com/v1\n"
+	    "healthlake_endpoint_url = http://10.1.2.3:4566\n"
+	    "sns_endpoint_url = ftp://localhost\n"
+	    "secretsmanager_endpoint_url = https://h?x=1\n", 5);
+	T_ERR(2, "s3_endpoint_url \"http://s3.example.com\" uses http:// to "
+	    "a host that is not loopback; use https:// (http:// is only for "
+	    "127.0.0.1, ::1 or localhost)");
+	T_ERR(3, "sts_endpoint_url \"https://sts.example.com/v1\" must be "
+	    "https://host[:port] with no path or query");
+	T_ERR(4, "healthlake_endpoint_url \"http://10.1.2.3:4566\" uses "
+	    "http:// to a host that is not loopback; use https:// (http:// "
+	    "is only for 127.0.0.1, ::1 or localhost)");
+	T_ERR(5, "sns_endpoint_url \"ftp://localhost\" must be "
+	    "https://host[:port] with no path or query");
+	T_ERR(6, "secretsmanager_endpoint_url \"https://h?x=1\" must be "
+	    "https://host[:port] with no path or query");
+}
+
+T_TEST(test_s3_bucket)
+{
+	static const char *const good[] = {
+		"abc", "my-bucket", "my.bucket.01", "0abc9", "a-b.c-d",
+		"a2345678901234567890123456789012345678901234567890"
+		    "1234567890123",
+		"1.2.3",
+	};
+	static const char *const bad[] = {
+		"ab", "My-Bucket", "-abc", "abc-", ".abc", "abc.", "a..b",
+		"a_b", "192.168.5.4", "abc/def",
+		"a2345678901234567890123456789012345678901234567890"
+		    "12345678901234",
+	};
+	char buf[256], want[256];
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = %s\n", good[i]);
+		c = load(buf);
+		if (c == NULL)
+			T_FAIL("s3_bucket %s refused: %s", good[i], errs);
+		else
+			T_EQ_STR(c->profiles[0]->s3_bucket, good[i]);
+		config_free(c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = %s\n", bad[i]);
+		T_FAILS(buf, 1);
+		snprintf(want, sizeof(want), "s3_bucket \"%s\" is not an S3 "
+		    "bucket name: 3 to 63 characters of a-z, 0-9, '.' and "
+		    "'-', beginning and ending with a letter or digit, without "
+		    "\"..\" and not an IP address", bad[i]);
+		T_ERR(4, want);
+	}
+}
+
+T_TEST(test_s3_prefix)
+{
+	struct config *c;
+
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = exports\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_STR(c->profiles[0]->s3_prefix, "exports/");
+	config_free(c);
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = a/b.c/..d///\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_STR(c->profiles[0]->s3_prefix, "a/b.c/..d/");
+	config_free(c);
+
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = /x\n", 1);
+	T_ERR(5, "s3_prefix \"/x\" must not begin with '/'; write the prefix "
+	    "as dir/subdir");
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = a/../b\n", 1);
+	T_ERR(5, "s3_prefix \"a/../b\" must not contain a \"..\" segment");
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = ..\n", 1);
+	T_ERR(5, "s3_prefix \"..\" must not contain a \"..\" segment");
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "s3_prefix = a\tb\n", 1);
+	T_ERR(5, "s3_prefix \"a\tb\" must not contain control characters");
+}
+
+T_TEST(test_multipart_and_keep_local)
+{
+	static const struct {
+		const char	*in;
+		long long	 out;
+	} good[] = {
+		{ "8M", 8388608 }, { "5M", 5242880 }, { "5242880", 5242880 },
+		{ "5120K", 5242880 }, { "5G", 5368709120LL },
+		{ "1g", 1073741824 }, { "100m", 104857600 },
+	};
+	static const char *const bad[] = {
+		"4M", "6G", "5242879", "8MB", "8 M", "-8M", "M", "8X",
+		"99999999999999999999", "9999999999999999G", "0x800000",
+	};
+	char buf[256], want[256];
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = abc\nmultipart_threshold = %s\n", good[i].in);
+		c = load(buf);
+		if (c == NULL) {
+			T_FAIL("multipart_threshold %s refused: %s",
+			    good[i].in, errs);
+			continue;
+		}
+		T_EQ_INT(c->profiles[0]->multipart_threshold, good[i].out);
+		config_free(c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = abc\nmultipart_threshold = %s\n", bad[i]);
+		T_FAILS(buf, 1);
+		snprintf(want, sizeof(want), "multipart_threshold \"%s\" is "
+		    "not a size from 5M to 5G; write a number of bytes, or a "
+		    "number followed by K, M or G", bad[i]);
+		T_ERR(5, want);
+	}
+
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "keep_local = true\n[profile B]\n" GOOD_PROFILE
+	    "s3_bucket = abc\nkeep_local = 0\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL) {
+		T_EQ_INT(c->profiles[0]->keep_local, 1);
+		T_EQ_INT(c->profiles[1]->keep_local, 0);
+	}
+	config_free(c);
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "keep_local = maybe\n", 1);
+	T_ERR(5, "keep_local \"maybe\" is not one of yes, no, true, false, "
+	    "1, 0");
+}
+
+T_TEST(test_kms_key_id)
+{
+	static const char *const good[] = {
+		"1234abcd-12ab-34cd-56ef-1234567890ab",
+		"key/1234abcd-12ab-34cd-56ef-1234567890ab",
+		"alias/bcdad", "alias/aws/s3",
+		"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab",
+		"arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/x_y",
+		"arn:aws-cn:kms:cn-north-1:123456789012:alias/a:b",
+	};
+	static const char *const bad[] = {
+		"alias/", "alias/a b", "arn:aws:kms:us-east-1:123:key/x",
+		"arn:aws:s3:::bucket", "key/a.b", "arn:aws-xx:kms:us-east-1:"
+		"123456789012:key/k",
+	};
+	char buf[256], want[256];
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = abc\nkms_key_id = %s\n", good[i]);
+		c = load(buf);
+		if (c == NULL)
+			T_FAIL("kms_key_id %s refused: %s", good[i], errs);
+		else
+			T_EQ_STR(c->profiles[0]->kms_key_id, good[i]);
+		config_free(c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "s3_bucket = abc\nkms_key_id = %s\n", bad[i]);
+		T_FAILS(buf, 1);
+		snprintf(want, sizeof(want), "kms_key_id \"%s\" is not a KMS "
+		    "key id, key ARN, alias/NAME or alias ARN", bad[i]);
+		T_ERR(5, want);
+	}
+}
+
+T_TEST(test_needs_s3_bucket)
+{
+	T_FAILS("[profile A]\n" GOOD_PROFILE		/* 1-3 */
+	    "kms_key_id = alias/bcdad\n"		/* 4 */
+	    "s3_prefix = x\n"				/* 5 */
+	    "multipart_threshold = 8M\n"		/* 6 */
+	    "keep_local = no\n"				/* 7 */
+	    "healthlake_datastore_id = ds\n"		/* 8 */
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/r\n"
+	    "healthlake_output_uri = s3://abc/out/\n"	/* 10 */
+	    "sns_topic_arn = arn:aws:sns:us-east-1:123456789012:t\n", 7);
+	T_ERR(4, "kms_key_id needs s3_bucket; set s3_bucket in [profile A] "
+	    "or remove kms_key_id");
+	T_ERR(5, "s3_prefix needs s3_bucket; set s3_bucket in [profile A] "
+	    "or remove s3_prefix");
+	T_ERR(6, "multipart_threshold needs s3_bucket; set s3_bucket in "
+	    "[profile A] or remove multipart_threshold");
+	T_ERR(7, "keep_local needs s3_bucket; set s3_bucket in [profile A] "
+	    "or remove keep_local");
+	T_ERR(8, "healthlake_datastore_id needs s3_bucket; set s3_bucket in "
+	    "[profile A] or remove healthlake_datastore_id");
+	T_ERR(9, "healthlake_role_arn needs s3_bucket; set s3_bucket in "
+	    "[profile A] or remove healthlake_role_arn");
+	T_ERR(10, "healthlake_output_uri needs s3_bucket; set s3_bucket in "
+	    "[profile A] or remove healthlake_output_uri");
+
+	T_FAILS("[profile A]\n" GOOD_PROFILE "kms_key_id = alias/k\n", 1);
+	T_ERR(4, "kms_key_id needs s3_bucket; set s3_bucket in [profile A] "
+	    "or remove kms_key_id");
+
+	/* A bad value is reported once, without its need for a bucket. */
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_prefix = /x\n", 1);
+	T_ERR(4, "s3_prefix \"/x\" must not begin with '/'; write the prefix "
+	    "as dir/subdir");
+
+	/* A bad bucket is reported once, not again for the other keys. */
+	T_FAILS("[profile A]\n" GOOD_PROFILE "kms_key_id = alias/k\n"
+	    "s3_bucket = A\n", 1);
+	T_ERR(5, "s3_bucket \"A\" is not an S3 bucket name: 3 to 63 "
+	    "characters of a-z, 0-9, '.' and '-', beginning and ending with "
+	    "a letter or digit, without \"..\" and not an IP address");
+}
+
+T_TEST(test_healthlake)
+{
+	struct config *c;
+
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_datastore_id = ds1\n", 1);
+	T_ERR(5, "healthlake_datastore_id needs healthlake_role_arn, the "
+	    "role HealthLake assumes to read the bucket");
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/r\n", 1);
+	T_ERR(5, "healthlake_role_arn needs healthlake_datastore_id, the "
+	    "datastore to import into");
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_output_uri = s3://abc/out/\n", 1);
+	T_ERR(5, "healthlake_output_uri needs healthlake_datastore_id and "
+	    "healthlake_role_arn");
+
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_datastore_id = ds-1\n"
+	    "healthlake_role_arn = arn:aws:iam::12345678901:role/r\n"
+	    "healthlake_output_uri = https://abc/out/\n", 3);
+	T_ERR(5, "healthlake_datastore_id \"ds-1\" is not a HealthLake "
+	    "datastore id (1 to 32 letters and digits)");
+	T_ERR(6, "healthlake_role_arn \"arn:aws:iam::12345678901:role/r\" is "
+	    "not an IAM role ARN such as arn:aws:iam::123456789012:role/NAME");
+	T_ERR(7, "healthlake_output_uri \"https://abc/out/\" is not an S3 URI "
+	    "such as s3://bucket/prefix/");
+
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_datastore_id = 0123456789abcdef0123456789abcdef0\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/\n"
+	    "healthlake_output_uri = s3://Abc/out/\n", 3);
+	T_FAILS("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_datastore_id = d\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:user/u\n"
+	    "healthlake_output_uri = s3://ab\n", 2);
+
+	c = load("[profile A]\n" GOOD_PROFILE "s3_bucket = abc\n"
+	    "healthlake_datastore_id = d\n"
+	    "healthlake_role_arn = arn:aws:iam::123456789012:role/r\n"
+	    "healthlake_output_uri = s3://other.bucket\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_STR(c->profiles[0]->healthlake_output_uri,
+		    "s3://other.bucket");
+	config_free(c);
+}
+
+T_TEST(test_sns_topic_arn)
+{
+	static const char *const good[] = {
+		"arn:aws:sns:us-east-1:123456789012:bcdad-events",
+		"arn:aws:sns:us-east-1:123456789012:bcdad_events.fifo",
+		"arn:aws-us-gov:sns:us-gov-west-1:123456789012:T",
+		"arn:aws-cn:sns:cn-north-1:123456789012:x",
+	};
+	static const char *const bad[] = {
+		"arn:aws:sqs:us-east-1:123456789012:q",
+		"arn:aws:sns:us-east-1:12345678901:t",
+		"arn:aws:sns:us-east-1:123456789012:",
+		"arn:aws:sns:us-east-1:123456789012:a.b",
+		"arn:aws:sns:us-east-1:123456789012:a.fifo.fifo",
+		"arn:aws:sns:useast1:123456789012:t",
+		"arn:aws:sns::123456789012:t", "bcdad-events",
+	};
+	char buf[256], want[512];
+	struct config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "sns_topic_arn = %s\n", good[i]);
+		c = load(buf);
+		if (c == NULL)
+			T_FAIL("sns_topic_arn %s refused: %s", good[i], errs);
+		else
+			T_EQ_STR(c->profiles[0]->sns_topic_arn, good[i]);
+		config_free(c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "[profile A]\n" GOOD_PROFILE
+		    "sns_topic_arn = %s\n", bad[i]);
+		T_FAILS(buf, 1);
+		snprintf(want, sizeof(want), "sns_topic_arn \"%s\" is not an "
+		    "SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:"
+		    "NAME (NAME: 1 to 256 of A-Z, a-z, 0-9, '_' and '-', "
+		    "optionally ending in .fifo)", bad[i]);
+		T_ERR(4, want);
+	}
+}
+
+T_TEST(test_bcda_secret_arn)
+{
+	struct config *c;
+	struct profile *p;
+	char err[512];
+
+	/* Alone it is a whole set of BCDA credentials. */
+	c = load("[profile A]\nbcda_secret_arn = bcda/A\n");
+	T_ASSERT(c != NULL);
+	if (c != NULL) {
+		p = c->profiles[0];
+		T_EQ_STR(p->bcda_secret_arn, "bcda/A");
+		T_ASSERT(p->client_id == NULL);
+		T_ASSERT(config_read_secret(p, err, sizeof(err)) == NULL);
+		T_EQ_STR(err, "profile A takes its BCDA credentials from "
+		    "Secrets Manager (bcda_secret_arn bcda/A), not from a "
+		    "file");
+	}
+	config_free(c);
+
+	T_FAILS("[profile A]\nbcda_secret_arn = bcda/A\nclient_id = x\n", 1);
+	T_ERR(3, "bcda_secret_arn replaces client_id and client_secret_*; "
+	    "remove them");
+	T_FAILS("[profile A]\nclient_secret_credential = c\n"
+	    "bcda_secret_arn = bcda/A\n", 1);
+	T_ERR(2, "bcda_secret_arn replaces client_id and client_secret_*; "
+	    "remove them");
+	/* Reported once, at the first of them. */
+	T_FAILS("[profile A]\nbcda_secret_arn = bcda/A\n" GOOD_PROFILE
+	    "client_secret_credential = c\n", 1);
+	T_ERR(3, "bcda_secret_arn replaces client_id and client_secret_*; "
+	    "remove them");
+
+	T_FAILS("[profile A]\nbcda_secret_arn = bcda\001A\n", 1);
+	T_ERR(2, "bcda_secret_arn \"bcda\001A\" must not contain control "
+	    "characters");
+	/* An empty value is reported once, without the keys it replaces. */
+	T_FAILS("[profile A]\nbcda_secret_arn =\n", 1);
+	T_ERR(2, "bcda_secret_arn in [profile A] has no value");
+}
+
 static struct profile *
 secret_profile(const char *file, const char *cred)
 {
@@ -844,6 +1373,17 @@ T_MAIN("config",
     T_CASE(test_long_lines),
     T_CASE(test_errs_buffer),
     T_CASE(test_endpoint_names),
+    T_CASE(test_aws_full_valid),
+    T_CASE(test_aws_defaults),
+    T_CASE(test_aws_section),
+    T_CASE(test_s3_bucket),
+    T_CASE(test_s3_prefix),
+    T_CASE(test_multipart_and_keep_local),
+    T_CASE(test_kms_key_id),
+    T_CASE(test_needs_s3_bucket),
+    T_CASE(test_healthlake),
+    T_CASE(test_sns_topic_arn),
+    T_CASE(test_bcda_secret_arn),
     T_CASE(test_secret_file),
     T_CASE(test_secret_credential),
     T_CASE(test_cleanup))

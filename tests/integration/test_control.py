@@ -1,0 +1,378 @@
+"""The control socket, the command-line client, shutdown and secrets.
+
+Bad clients (garbage, oversized, silent, wrong version, unknown command)
+get an error or are dropped while the daemon goes on answering; the CLI's
+errors and exit codes; `bcdad -h` and `bcdad -n`; the socket's mode;
+SIGTERM in any state, then resume; and that neither the client secret nor
+any bearer token reaches the logs, the database or the status output.
+"""
+import json
+import os
+import random
+import socket
+import stat
+import subprocess
+import time
+
+import harness
+from harness import check, wait_for
+
+
+def raw_request(env, data, timeout=5.0):
+    """Sends data on a new connection; returns what came back before EOF."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(env.sock)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass            # the daemon may reply and close mid-request
+        out = b""
+        while b"\n" not in out:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def raw_json(env, obj):
+    rep = raw_request(env, json.dumps(obj).encode() + b"\n")
+    check(rep.endswith(b"\n"), "reply is not one line: %r" % rep)
+    return json.loads(rep)
+
+
+def still_answers(env):
+    r = raw_json(env, {"version": 1, "cmd": "status"})
+    check(r.get("ok") is True and isinstance(r.get("jobs"), list),
+          "status after a bad client: %r" % r)
+    check(env.proc.poll() is None, "the daemon exited")
+    env.status()            # and through the CLI
+
+
+def test_garbage(env):
+    env.start()
+    rnd = random.Random(1234)
+    for n in (1, 17, 300, 4000):
+        data = bytes(rnd.randrange(256) for _ in range(n)).replace(b"\n", b"x")
+        rep = raw_request(env, data + b"\n")
+        r = json.loads(rep)
+        check(r.get("ok") is False and r.get("error"), "garbage reply: %r" % rep)
+    for line in (b"\n", b"[]\n", b"\"status\"\n", b"{\"cmd\":\n", b"\x00\n",
+                 b"{\"version\":1,\"cmd\":42}\n", b"null\n"):
+        rep = raw_request(env, line)
+        r = json.loads(rep)
+        check(r.get("ok") is False and r.get("error"), "%r gave %r" % (line, rep))
+    # A client that closes at once, or half-way through a request.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(env.sock)
+    s.close()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(env.sock)
+    s.sendall(b'{"version":1,"cmd":"sta')
+    s.close()
+    still_answers(env)
+
+
+def test_request_too_long(env):
+    env.start()
+    rep = raw_request(env, b"x" * (70 * 1024), timeout=10)
+    if rep:
+        r = json.loads(rep)
+        check(r.get("ok") is False and "too long" in r.get("error", ""),
+              "oversized request: %r" % rep[:200])
+    # A long but valid JSON request that is still too long.
+    big = json.dumps({"version": 1, "cmd": "status", "pad": "y" * (80 * 1024)}).encode()
+    rep = raw_request(env, big + b"\n", timeout=10)
+    if rep:
+        check(b"too long" in rep, "oversized JSON request: %r" % rep[:200])
+    # Just under the limit is fine.
+    ok = json.dumps({"version": 1, "cmd": "status", "pad": "z" * (60 * 1024)}).encode()
+    r = json.loads(raw_request(env, ok + b"\n"))
+    check(r.get("ok") is True, "a 60 KiB request was refused: %r" % r)
+    still_answers(env)
+
+
+def test_slow_clients(env):
+    env.start()
+    idle = []
+    for _ in range(50):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(env.sock)
+        idle.append(s)
+    partial = socket.socket(socket.AF_UNIX)
+    partial.connect(env.sock)
+    partial.sendall(b'{"version":1,')
+    for _ in range(3):
+        still_answers(env)
+    # The daemon drops a silent client after its idle timeout (10 s).
+    t0 = time.monotonic()
+    for s in (idle[0], partial):
+        s.settimeout(20)
+        try:
+            data = s.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        check(data == b"", "a silent client got %r" % data)
+    check(time.monotonic() - t0 < 15, "silent clients were not dropped in time")
+    for s in idle + [partial]:
+        s.close()
+    still_answers(env)
+
+
+def test_protocol_errors(env):
+    env.start()
+    r = raw_json(env, {"version": 2, "cmd": "status"})
+    check(r["ok"] is False and "version" in r["error"], "wrong version: %r" % r)
+    r = raw_json(env, {"cmd": "status"})
+    check(r["ok"] is False and "version" in r["error"], "no version: %r" % r)
+    r = raw_json(env, {"version": "1", "cmd": "status"})
+    check(r["ok"] is False and "version" in r["error"], "string version: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "frobnicate"})
+    check(r["ok"] is False and "unknown command" in r["error"], "unknown command: %r" % r)
+    r = raw_json(env, {"version": 1})
+    check(r["ok"] is False and "cmd" in r["error"], "no cmd: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "run"})
+    check(r["ok"] is False and "profile" in r["error"], "run without profile: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "cancel", "job": "1"})
+    check(r["ok"] is False and "job" in r["error"], "cancel with a string: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "ping"})
+    check(r["ok"] is True and r.get("daemon"), "ping: %r" % r)
+    check(r.get("version") == 1, "reply carries no version: %r" % r)
+    still_answers(env)
+
+
+def test_cli_errors(env):
+    env.start()
+    r = env.cli("run", "NOPE", ok=False)
+    check(r.returncode == 1, "run of an unknown profile exited %d" % r.returncode)
+    check("no profile named NOPE" in r.stderr, "run NOPE said: %r" % r.stderr)
+    r = env.cli("cancel", "9999", ok=False)
+    check(r.returncode == 1, "cancel 9999 exited %d" % r.returncode)
+    check("9999" in r.stderr and "no running job" in r.stderr, "cancel 9999 said: %r" % r.stderr)
+    for bad in ("abc", "0", "-3", "12x", ""):
+        r = env.cli("cancel", bad, ok=False)
+        check(r.returncode == 2 and "job number" in r.stderr,
+              "cancel %r: %d %r" % (bad, r.returncode, r.stderr))
+    for args in (("frob",), ("run",), ("run", "a", "b"), ("status", "--yaml"), ("cancel",)):
+        r = env.cli(*args, ok=False)
+        check(r.returncode == 2 and "bcdad -h" in r.stderr,
+              "%s: %d %r" % (args, r.returncode, r.stderr))
+    r = env.cli("doctor")
+    check("daemon: bcdad" in r.stdout, "doctor: %r" % r.stdout)
+    env.stop(5)
+    r = env.cli("status", ok=False)
+    check(r.returncode == 1 and "cannot reach the daemon" in r.stderr,
+          "status with no daemon: %d %r" % (r.returncode, r.stderr))
+
+
+def test_run_twice_and_cancel(env):
+    env.emu.config(pending_seconds=3600)
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "POLL")
+    r = env.cli("run", env.profile, ok=False)
+    check(r.returncode == 1, "second run exited %d" % r.returncode)
+    check(("job %d" % jid) in r.stderr and "still in" in r.stderr,
+          "second run said: %r" % r.stderr)
+    check(len(env.status()) == 1, "a second job was recorded")
+    r = env.cli("cancel", str(jid))
+    check(("cancelling job %d" % jid) in r.stdout, "cancel said: %r" % r.stdout)
+    j = env.wait_terminal(jid)
+    check(j["state"] == "CANCELLED", "job ended %s" % j["state"])
+    r = env.cli("cancel", str(jid), ok=False)
+    check(r.returncode == 1 and "no running job" in r.stderr,
+          "cancel of a finished job: %r" % r.stderr)
+    # Once the first is over, a new run is accepted.
+    env.emu.config(pending_seconds=0.2)
+    second = env.run()
+    check(second != jid, "the same job id twice")
+    env.wait_done(second)
+
+
+def test_status_output(env):
+    env.start()
+    out = env.cli("status").stdout
+    lines = out.splitlines()
+    check(lines and lines[0].split() == ["JOB", "PROFILE", "STATE", "PROGRESS", "FILES",
+                                         "BYTES", "AGE", "LAST", "ERROR"],
+          "status header: %r" % out)
+    check("no jobs yet" in out, "empty status: %r" % out)
+    check(json.loads(env.cli("status", "--json").stdout) == [], "empty --json")
+    jid = env.run()
+    env.wait_done(jid)
+    jobs = json.loads(env.cli("status", "--json").stdout)
+    check(isinstance(jobs, list) and len(jobs) == 1, "--json: %r" % jobs)
+    j = jobs[0]
+    for k in ("id", "profile", "state", "progress", "files_done", "files_total",
+              "bytes", "created_at", "last_error"):
+        check(k in j, "--json has no %s: %r" % (k, j))
+    check(j["id"] == jid and j["state"] == "DONE" and j["profile"] == env.profile, "%r" % j)
+    out = env.cli("status").stdout.splitlines()
+    check(len(out) == 2 and out[1].split()[:3] == [str(jid), env.profile, "DONE"],
+          "status table: %r" % out)
+
+
+def test_help_and_check(env):
+    r = subprocess.run([harness.BIN, "-h"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0, "-h exited %d" % r.returncode)
+    for word in ("status", "--json", "run", "cancel", "doctor", "-n", "-c", "-s", "-v", "-d"):
+        check(word in r.stdout, "-h does not mention %s:\n%s" % (word, r.stdout))
+    r = subprocess.run([harness.BIN, "-v"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and r.stdout.startswith("bcdad "), "-v: %r" % r.stdout)
+
+    r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 0 and "configuration OK" in r.stdout, "-n on a good file: %r" % (r,))
+
+    bad = os.path.join(env.dir, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("[daemon]\n"                                   # 1
+                "state_dir = %s\n"                             # 2
+                "bogus_key = 1\n"                              # 3
+                "max_downloads = lots\n"                       # 4
+                "\n"                                           # 5
+                "[profile A9994]\n"                            # 6
+                "base_url = %s\n"                              # 7
+                "api_version = v9\n"                           # 8
+                "client_id = A9994\n"                          # 9
+                "client_secret_file = %s\n"                    # 10
+                % (env.state, env.emu.base, env.secret_file))
+    r = subprocess.run([harness.BIN, "-n", "-c", bad], capture_output=True, text=True,
+                       timeout=10)
+    check(r.returncode == 1, "-n on a bad file exited %d" % r.returncode)
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
+    check(len(lines) == 3, "expected 3 error lines, got:\n" + "\n".join(lines))
+    for line, n in zip(lines, (3, 4, 8)):
+        check(line.startswith("%s:%d: " % (bad, n)), "error line %r (expected line %d)" % (line, n))
+    check(not os.path.exists(env.state), "-n created the state directory")
+
+
+def test_socket_mode(env):
+    env.start()
+    st = os.stat(env.sock)
+    check(stat.S_ISSOCK(st.st_mode), "%s is not a socket" % env.sock)
+    check(stat.S_IMODE(st.st_mode) == 0o660, "socket mode %o" % stat.S_IMODE(st.st_mode))
+    # A stale socket file from a killed daemon does not stop the next one.
+    env.kill9()
+    check(os.path.exists(env.sock), "kill -9 removed the socket?")
+    env.start()
+    check(stat.S_IMODE(os.stat(env.sock).st_mode) == 0o660, "mode after restart")
+    env.status()
+    check(env.stop(5) == 0, "daemon exit code")
+    check(not os.path.exists(env.sock), "the socket file was left behind")
+
+
+def stop_timed(env, limit=5):
+    t0 = time.monotonic()
+    rc = env.stop(timeout=limit + 5)
+    took = time.monotonic() - t0
+    check(rc == 0, "SIGTERM exit code %r\n%s" % (rc, env.log_text()[-2000:]))
+    check(took < limit, "SIGTERM took %.1f s" % took)
+
+
+def test_sigterm_idle(env):
+    env.start()
+    stop_timed(env)
+    # And with clients connected, one of them silent.
+    env.start()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(env.sock)
+    stop_timed(env)
+    s.close()
+
+
+def test_sigterm_in_poll_resumes(env):
+    env.emu.config(pending_seconds=3600)
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "POLL")
+    time.sleep(1.5)         # let a poll or two happen
+    stop_timed(env)
+    check(env.emu.stats()["kickoffs"] == 1, "kickoffs before restart")
+    env.emu.config(pending_seconds=0)
+    env.start()
+    env.wait_done(jid)
+    check(env.emu.stats()["kickoffs"] == 1,
+          "the restart kicked off again: %d" % env.emu.stats()["kickoffs"])
+    env.check_export_matches(jid)
+    stop_timed(env)
+
+
+def test_sigterm_in_download_resumes(env):
+    # Slow downloads, so that SIGTERM lands while files are in flight.
+    env.emu.config(download_rate=20000, lines_per_file=400)
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "DOWNLOAD")
+    time.sleep(0.5)
+    stop_timed(env)
+    env.emu.config(download_rate=0)
+    env.start()
+    env.wait_done(jid)
+    env.check_export_matches(jid)
+    check(env.emu.stats()["kickoffs"] == 1, "the restart kicked off again")
+
+
+def _daemon_bytes(env):
+    """Every byte bcdad wrote that a person or a backup could read."""
+    blobs = {"logs": env.log_text().encode()}
+    for suffix in ("", "-wal", "-shm"):
+        p = os.path.join(env.state, "bcdad.db" + suffix)
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                blobs["bcdad.db" + suffix] = f.read()
+    blobs["status"] = env.cli("status").stdout.encode()
+    blobs["status --json"] = env.cli("status", "--json").stdout.encode()
+    blobs["doctor"] = env.cli("doctor").stdout.encode()
+    for root, _, files in os.walk(env.out):
+        for name in files:
+            if name == "manifest.json":
+                with open(os.path.join(root, name), "rb") as f:
+                    blobs[name] = f.read()
+    return blobs
+
+
+def test_secrets_not_leaked(env):
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    tokens = env.emu.tokens()
+    check(tokens, "the emulator issued no token?")
+    pid = env.proc.pid
+    blobs = _daemon_bytes(env)
+    check(len(blobs["bcdad.db"]) > 0, "empty database")
+    needles = {"the client secret": harness.SECRET.encode()}
+    for i, t in enumerate(tokens):
+        needles["token %d" % i] = t.encode()
+        # A token's signature part alone is as good as the token.
+        needles["token %d signature" % i] = t.rsplit(".", 1)[-1].encode()
+    for where, data in blobs.items():
+        for what, needle in needles.items():
+            check(needle not in data, "%s found in %s" % (what, where))
+
+    # No core files (the memory holds the token and the secret).
+    limits = open("/proc/%d/limits" % pid).read()
+    core = [l for l in limits.splitlines() if l.startswith("Max core file size")]
+    check(core and core[0].split()[4:6] == ["0", "0"], "core limit: %r" % core)
+    # Not dumpable: /proc/<pid> then belongs to root whoever runs bcdad.
+    # (Only visible when the daemon runs as another user than root.)
+    if os.getuid() != 0:
+        check(os.stat("/proc/%d/status" % pid).st_uid == 0, "the daemon is dumpable")
+    # After a restart (a fresh token from disk-held secret), still clean.
+    env.stop(5)
+    env.start()
+    second = env.run()
+    env.wait_done(second)
+    tokens = env.emu.tokens()
+    blobs = _daemon_bytes(env)
+    for where, data in blobs.items():
+        check(harness.SECRET.encode() not in data, "secret found in %s" % where)
+        for t in tokens:
+            check(t.encode() not in data, "a token found in %s" % where)
