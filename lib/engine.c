@@ -27,12 +27,14 @@
 #define MAX_ATTEMPTS	40	/* transient failures in a row before FAILED */
 #define FILE_ATTEMPTS	5	/* per file, for invalid or missing content */
 #define FILE_EXPIRY	(24 * 3600)	/* BCDA deletes files 24 h after */
+#define RETRY_AFTER_MAX	3600	/* seconds: a server's Retry-After, capped */
 
 /* A profile's bearer token, shared by its jobs, refreshed before expiry. */
 struct ptoken {
 	struct engine	*e;
 	const struct profile *prof;
 	char		*token;
+	unsigned	 gen;		/* bumped with every new token */
 	uint64_t	 expires_at;	/* loop time, ms */
 	struct http_req	*req;
 	uint64_t	 retry_at;
@@ -47,6 +49,7 @@ struct dl {
 	size_t		 idx;		/* into job->files */
 	struct http_req	*req;
 	struct fetch	*fetch;
+	unsigned	 token_gen;	/* ptoken gen of the token sent */
 	int		 committing;
 };
 
@@ -69,6 +72,7 @@ struct ejob {
 	int		 polls;		/* status requests answered 202 */
 	int		 list_checked;	/* looked for a job lost in a crash */
 	struct http_req	*req;		/* the one control request in flight */
+	unsigned	 req_gen;	/* ptoken gen of the token it carries */
 	void		(*req_fn)(struct ejob *, const struct http_resp *);
 	struct file_row	*files;
 	struct fsched	*fs;
@@ -247,6 +251,8 @@ retry(struct ejob *j, long retry_after, const char *fmt, ...)
 		return;
 	}
 	delay = backoff_ms(c->retry_min, c->retry_max, j->attempts);
+	if (retry_after > RETRY_AFTER_MAX)
+		retry_after = RETRY_AFTER_MAX;
 	if (retry_after > 0)
 		delay = (uint64_t)retry_after * 1000;
 	set_error(j, "%s", buf);
@@ -316,6 +322,7 @@ token_done(struct http_req *r, void *arg)
 	    bcda_parse_token(resp->body, resp->body_len, &tok) == 0) {
 		token_drop(pt);
 		pt->token = tok.access_token;
+		pt->gen++;
 		tok.access_token = NULL;
 		/* Refresh a minute early, or at 3/4 of a short lifetime. */
 		ttl = (uint64_t)tok.expires_in * 1000;
@@ -356,6 +363,8 @@ token_done(struct http_req *r, void *arg)
 	}
 	log_warnx("%s", pt->error);
 	http_req_free(r);
+	if (ra > RETRY_AFTER_MAX)
+		ra = RETRY_AFTER_MAX;
 	pt->retry_at = now_ms(e) + (ra > 0 ? (uint64_t)ra * 1000 :
 	    backoff_ms(e->cfg->retry_min, e->cfg->retry_max, pt->failures));
 	/* Waiting jobs run again and see pt->error or the backoff. */
@@ -455,7 +464,9 @@ api_done(struct http_req *r, void *arg)
 	if (resp->result == CURLE_OK && resp->status == 401) {
 		if (!j->reauth) {
 			j->reauth = 1;
-			token_drop(j->pt);
+			/* Only the token refused: a newer one may be in use. */
+			if (j->req_gen == j->pt->gen)
+				token_drop(j->pt);
 			JLOG(LOG_LVL_INFO, j, "BCDA answered 401; getting a "
 			    "new token");
 			due(j, 0);
@@ -497,6 +508,7 @@ api_request(struct ejob *j, const char *method, const char *url,
 	http_req_header(j->req, auth);
 	explicit_bzero(auth, strlen(auth));
 	free(auth);
+	j->req_gen = j->pt->gen;
 	if (export_headers) {
 		http_req_header(j->req, "Accept: application/fhir+json");
 		http_req_header(j->req, "Prefer: respond-async");
@@ -745,6 +757,7 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 	const struct profile *p = j->pt->prof;
 	struct bcda_manifest m;
 	char *dir = NULL, *edir = NULL, why[128];
+	time_t expires;
 	size_t i;
 	int rc;
 
@@ -776,6 +789,15 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 	j->row.out_dir = dir;
 	dir = NULL;
 	j->row.completed_at = (int64_t)time(NULL);
+	/*
+	 * BCDA deletes the files FILE_EXPIRY after the job completed, which
+	 * may be well before we saw the manifest (bcdad was down while the
+	 * job ran).  Its Expires header says when, so that a 404 past it
+	 * starts a new export instead of 40 retries of every file.
+	 */
+	if (resp->expires != NULL && bcda_parse_expires(resp->expires,
+	    &expires) == 0 && expires - FILE_EXPIRY < j->row.completed_at)
+		j->row.completed_at = (int64_t)(expires - FILE_EXPIRY);
 	j->row.progress = 100;
 	free_files(j);
 	snprintf(why, sizeof(why), "export complete: %zu files", m.nfiles);
@@ -932,6 +954,8 @@ file_failed(struct ejob *j, size_t i, int content, long retry_after,
 		JLOG(LOG_LVL_WARN, j, "file %s failed for good: %s", f->name,
 		    why);
 	} else {
+		if (retry_after > RETRY_AFTER_MAX)
+			retry_after = RETRY_AFTER_MAX;
 		delay = retry_after > 0 ? (uint64_t)retry_after * 1000 :
 		    backoff_ms(c->retry_min, c->retry_max, f->attempts);
 		j->fs[i].next_at = now_ms(j->e) + delay;
@@ -1014,7 +1038,12 @@ dl_done(struct http_req *r, void *arg)
 	} else if (resp->result == CURLE_OK && resp->status == 401 &&
 	    !j->fs[d->idx].reauth) {
 		j->fs[d->idx].reauth = 1;
-		token_drop(j->pt);
+		/*
+		 * Parallel downloads all see the 401 of an expired token; only
+		 * the first answer may drop it, not the next token as well.
+		 */
+		if (d->token_gen == j->pt->gen)
+			token_drop(j->pt);
 	} else if (resp->result == CURLE_OK && (resp->status == 404 ||
 	    resp->status == 410) && time(NULL) > j->row.completed_at +
 	    FILE_EXPIRY) {
@@ -1022,8 +1051,8 @@ dl_done(struct http_req *r, void *arg)
 		cancel_transfers(j);
 		/* Files being saved still point into j->files: wait for them. */
 		if (j->ndl == 0)
-			rekickoff(j, "BCDA deleted the files (24 h passed); "
-			    "starting a new export");
+			rekickoff(j, "BCDA deleted the files (past their "
+			    "expiry); starting a new export");
 		return;
 	} else {
 		describe(resp, what, sizeof(what));
@@ -1085,6 +1114,7 @@ start_download(struct ejob *j, size_t i)
 	http_req_header(d->req, auth);
 	explicit_bzero(auth, strlen(auth));
 	free(auth);
+	d->token_gen = j->pt->gen;
 	/* A plain header: curl's own decoder rejects BCDA's extra member. */
 	http_req_header(d->req, "Accept-Encoding: gzip");
 	http_req_sink(d->req, fetch_sink, d->fetch);

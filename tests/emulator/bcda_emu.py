@@ -84,10 +84,11 @@ DEFAULT_SETTINGS = {
     "expire_after_seconds": None, "expire_mode": "410",
     "token_ttl": 1200, "token_delay": 0, "kickoff_delay": 0, "poll_delay": 0,
     "download_rate": 0, "transaction_time": None,
+    "file_401_delay": 0,    # every file_401 answer but the first comes this late
     # one-shot counters, decremented as consumed
     "token_fail": 0, "token_503": 0, "token_429": 0, "kickoff_429": 0,
     "api_401": 0, "poll_5xx": 0, "poll_500_transient": 0,
-    "file_404": 0, "file_500": 0,
+    "file_404": 0, "file_500": 0, "file_401": 0,
     # flags
     "foreign_file": False, "truncate_gzip": False, "corrupt_gzip": False,
     "wrong_type": False, "expires_in_number": False,
@@ -245,12 +246,14 @@ class EmuState:
             self.settings = copy.deepcopy(DEFAULT_SETTINGS)
             self.settings["token_ttl"] = self.cli_token_ttl
             self.jobs = {}              # ids keep counting up, like a DB sequence
+            self.file_401_served = 0
             self.stats = {"token_requests": 0, "token_ok": 0, "kickoffs": 0,
                           "kickoff_attempts": 0, "kickoff_urls": [], "polls": 0,
                           "deletes": 0, "jobs_list_requests": 0,
                           "downloads_started": {}, "downloads_completed": {},
                           "foreign_auth_seen": 0, "foreign_requests": 0,
-                          "bad_auth": 0, "requests": 0}
+                          "bad_auth": 0, "requests": 0,
+                          "downloads_in_flight": 0, "downloads_in_flight_max": 0}
 
     def configure(self, update):
         if not isinstance(update, dict):
@@ -900,6 +903,14 @@ class Handler(BaseHTTPRequestHandler):
         client = self.require_token()
         if client is None:
             return
+        if st.take("file_401"):                 # an expired token seen only on /data
+            st.count("bad_auth")
+            with st.lock:
+                late = st.file_401_served > 0
+                st.file_401_served += 1
+            if late:                            # parallel requests that used the same token
+                time.sleep(float(st.get("file_401_delay") or 0))
+            return self.send_oo(401, "Expired Token", "exception", "Expired Token")
         if st.take("file_404"):
             return self.send_text(404, "404 page not found\n")
         if st.take("file_500"):
@@ -946,7 +957,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        if self._write_chunked(pieces, rate, total // 2 if truncate else None):
+        with st.lock:                           # concurrency, for parallelism bounds
+            st.stats["downloads_in_flight"] += 1
+            st.stats["downloads_in_flight_max"] = max(st.stats["downloads_in_flight_max"],
+                                                      st.stats["downloads_in_flight"])
+        try:
+            ok = self._write_chunked(pieces, rate, total // 2 if truncate else None)
+        finally:
+            st.count("downloads_in_flight", -1)
+        if ok:
             st.count_path("downloads_completed", f.path)
 
     @staticmethod
