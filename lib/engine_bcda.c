@@ -1,0 +1,623 @@
+/*
+ * The engine's BCDA side: per-profile bearer tokens (shared by the
+ * profile's jobs, refreshed before expiry, re-fetched once on a 401), the
+ * API requests, and the steps NEW, TOKEN, KICKOFF and POLL.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+
+/* ---- tokens ------------------------------------------------------------ */
+
+struct ptoken *
+pt_for(struct engine *e, const char *profile)
+{
+	int i;
+
+	for (i = 0; i < e->cfg->nprofiles; i++)
+		if (strcmp(e->cfg->profiles[i]->name, profile) == 0)
+			return &e->tokens[i];
+	return NULL;
+}
+
+int
+pt_valid(struct engine *e, const struct ptoken *pt)
+{
+	return pt->token != NULL && ej_now(e) < pt->expires_at;
+}
+
+void
+pt_drop(struct ptoken *pt)
+{
+	if (pt->token != NULL) {
+		explicit_bzero(pt->token, strlen(pt->token));
+		free(pt->token);
+		pt->token = NULL;
+	}
+}
+
+/* Wakes every job of the profile that waits for its token. */
+static void
+token_wake(struct engine *e, struct ptoken *pt, uint64_t at)
+{
+	struct ejob *j;
+
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (j->pt == pt && j->waiting_token) {
+			j->waiting_token = 0;
+			j->next_at = at;
+		}
+	}
+	engine_arm(e);
+}
+
+static void
+token_done(struct http_req *r, void *arg)
+{
+	struct ptoken *pt = arg;
+	struct engine *e = pt->e;
+	const struct http_resp *resp = http_req_resp(r);
+	const struct profile *p = pt->prof;
+	struct bcda_token tok;
+	uint64_t margin, ttl;
+	long ra;
+
+	pt->req = NULL;
+	if (resp->result == CURLE_OK && resp->status == 200 &&
+	    bcda_parse_token(resp->body, resp->body_len, &tok) == 0) {
+		pt_drop(pt);
+		pt->token = tok.access_token;
+		pt->gen++;
+		tok.access_token = NULL;
+		/* Refresh a minute early, or at 3/4 of a short lifetime. */
+		ttl = (uint64_t)tok.expires_in * 1000;
+		margin = ttl / 4 < 60000 ? ttl / 4 : 60000;
+		pt->expires_at = ej_now(e) + ttl - margin;
+		pt->failures = 0;
+		pt->rejected = 0;
+		pt->error[0] = '\0';
+		log_info("profile %s: new BCDA token, valid %lld s", p->name,
+		    (long long)tok.expires_in);
+		bcda_token_clear(&tok);
+		http_req_free(r);
+		token_wake(e, pt, ej_now(e));
+		return;
+	}
+	pt->failures++;
+	ra = http_retry_after(resp->retry_after, time(NULL));
+	if (resp->result != CURLE_OK) {
+		snprintf(pt->error, sizeof(pt->error),
+		    "cannot reach BCDA at %s for a token: %s (a connect timeout "
+		    "in production usually means this host's IP is not on the "
+		    "BCDA allow-list)", p->base_url, resp->error);
+	} else if (resp->status == 401 || resp->status == 400 ||
+	    resp->status == 403) {
+		snprintf(pt->error, sizeof(pt->error),
+		    "BCDA rejected the credentials for profile %s (%ld): check "
+		    "client_id and the client secret; they expire every 90 days",
+		    p->name, resp->status);
+		pt->rejected = 1;
+	} else if (resp->status == 200) {
+		snprintf(pt->error, sizeof(pt->error),
+		    "BCDA's token response for profile %s could not be read",
+		    p->name);
+	} else {
+		snprintf(pt->error, sizeof(pt->error),
+		    "BCDA's token endpoint answered %ld for profile %s",
+		    resp->status, p->name);
+	}
+	log_warnx("%s", pt->error);
+	http_req_free(r);
+	if (ra > RETRY_AFTER_MAX)
+		ra = RETRY_AFTER_MAX;
+	pt->retry_at = ej_now(e) + (ra > 0 ? (uint64_t)ra * 1000 :
+	    ej_backoff(e->cfg->retry_min, e->cfg->retry_max, pt->failures));
+	/* Waiting jobs run again and see pt->error or the backoff. */
+	token_wake(e, pt, ej_now(e));
+}
+
+/*
+ * Returns 1 when the profile has a valid token.  Otherwise starts (or
+ * joins) a token request, parks the job until it ends, and returns 0;
+ * returns -1 when the token cannot be had now (pt->error says why).
+ */
+static int
+need_token(struct ejob *j)
+{
+	struct engine *e = j->e;
+	struct ptoken *pt = j->pt;
+	char err[256], *secret = NULL, *url = NULL;
+	int rc;
+
+	if (pt_valid(e, pt))
+		return 1;
+	if (pt->req == NULL) {
+		if (pt->error[0] != '\0' && ej_now(e) < pt->retry_at) {
+			if (pt->rejected)
+				return -1;
+			j->next_at = pt->retry_at;
+			engine_arm(e);
+			return 0;
+		}
+		if ((secret = config_read_secret(pt->prof, err,
+		    sizeof(err))) == NULL) {
+			snprintf(pt->error, sizeof(pt->error), "%s", err);
+			pt->rejected = 1;
+			pt->retry_at = ej_now(e) + 60000;
+			return -1;
+		}
+		url = bcda_token_url(pt->prof);
+		pt->req = url ? http_req_new("POST", url) : NULL;
+		free(url);
+		if (pt->req == NULL) {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+			return -1;
+		}
+		http_req_header(pt->req, "Accept: application/json");
+		http_req_basic_auth(pt->req, pt->prof->client_id, secret);
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+		if ((rc = http_start(e->http, pt->req, token_done, pt)) != 0) {
+			http_req_free(pt->req);
+			pt->req = NULL;
+			snprintf(pt->error, sizeof(pt->error),
+			    "cannot start a token request: %s", strerror(-rc));
+			return -1;
+		}
+	}
+	j->waiting_token = 1;
+	j->next_at = NEVER;
+	return 0;
+}
+
+/*
+ * For steps: 1 when the token is there; 0 when the job was parked until it
+ * is, or was failed or rescheduled because it cannot be had.
+ */
+int
+ej_have_token(struct ejob *j)
+{
+	int rc = need_token(j);
+
+	if (rc >= 0)
+		return rc;
+	if (j->pt->rejected)
+		ej_fail(j, "%s", j->pt->error);
+	else
+		ej_retry(j, -1, "%s", j->pt->error);
+	return 0;
+}
+
+/* ---- requests to the BCDA API ----------------------------------------- */
+
+/*
+ * Every API answer comes here first.  A 401 is answered once with a fresh
+ * token and the step run again; a second 401 in a row is a retry.
+ */
+static void
+api_done(struct http_req *r, void *arg)
+{
+	struct ejob *j = arg;
+	const struct http_resp *resp = http_req_resp(r);
+	api_done_fn fn = j->req_fn;
+
+	j->req = NULL;
+	j->req_fn = NULL;
+	if (resp->result == CURLE_OK && resp->status == 401) {
+		if (!j->reauth) {
+			j->reauth = 1;
+			/* Only the token refused: a newer one may be in use. */
+			if (j->req_gen == j->pt->gen)
+				pt_drop(j->pt);
+			JLOG(LOG_LVL_INFO, j, "BCDA answered 401; getting a "
+			    "new token");
+			ej_due(j, 0);
+		} else {
+			ej_retry(j, -1, "BCDA answered 401 to %s even with a "
+			    "fresh token", http_req_url(r));
+		}
+		http_req_free(r);
+		return;
+	}
+	if (resp->result == CURLE_OK && resp->status >= 200 &&
+	    resp->status < 300)
+		j->reauth = 0;
+	fn(j, resp);
+	http_req_free(r);
+}
+
+/*
+ * Sends one request of the job to BCDA with its bearer token.  The token
+ * goes only to URLs on the profile's origin (bcda_url_trusted).
+ */
+void
+ej_api_request(struct ejob *j, const char *method, const char *url,
+    int export_headers, api_done_fn fn)
+{
+	char *auth = NULL;
+	int rc;
+
+	if (!bcda_url_trusted(j->pt->prof->base_url, url)) {
+		ej_fail(j, "BCDA gave a URL outside %s; refusing to send the "
+		    "token there", j->pt->prof->base_url);
+		return;
+	}
+	if ((j->req = http_req_new(method, url)) == NULL ||
+	    asprintf(&auth, "Authorization: Bearer %s", j->pt->token) < 0) {
+		auth = NULL;
+		goto fail;
+	}
+	http_req_header(j->req, auth);
+	explicit_bzero(auth, strlen(auth));
+	free(auth);
+	j->req_gen = j->pt->gen;
+	if (export_headers) {
+		http_req_header(j->req, "Accept: application/fhir+json");
+		http_req_header(j->req, "Prefer: respond-async");
+	} else {
+		http_req_header(j->req, "Accept: application/json");
+	}
+	j->req_fn = fn;
+	j->next_at = NEVER;
+	if ((rc = http_start(j->e->http, j->req, api_done, j)) != 0)
+		goto fail;
+	return;
+fail:
+	http_req_free(j->req);
+	j->req = NULL;
+	ej_retry(j, -1, "cannot start a request to %s", url);
+}
+
+/* Says what an unexpected answer was, for errors and retries. */
+void
+ej_describe(const struct http_resp *resp, char *buf, size_t len)
+{
+	struct bcda_outcome oo;
+
+	if (resp->result != CURLE_OK) {
+		snprintf(buf, len, "%s", resp->error);
+		return;
+	}
+	bcda_parse_outcome(resp->body, resp->body_len, &oo);
+	if (oo.present)
+		snprintf(buf, len, "HTTP %ld, %s: %s", resp->status, oo.code,
+		    oo.text);
+	else
+		snprintf(buf, len, "HTTP %ld", resp->status);
+}
+
+static int
+ej_transient(const struct http_resp *resp)
+{
+	struct bcda_outcome oo;
+
+	if (resp->result != CURLE_OK)
+		return 1;
+	if (resp->status == 429 || resp->status == 408)
+		return 1;
+	if (resp->status < 500)
+		return 0;
+	bcda_parse_outcome(resp->body, resp->body_len, &oo);
+	/* 500 with an OperationOutcome is BCDA's terminal "job failed". */
+	return !oo.present || strcmp(oo.code, "transient") == 0 ||
+	    resp->status != 500;
+}
+
+/* ---- NEW, TOKEN -------------------------------------------------------- */
+
+void
+step_new(struct ejob *j)
+{
+	const struct profile *p = j->pt->prof;
+	char *since = NULL;
+	time_t t;
+
+	if (p->since == SINCE_AUTO)
+		store_cursor_get(j->e->st, p->name, &since);
+	else if (p->since == SINCE_FIXED)
+		since = strdup(p->since_value);
+	if (since != NULL && (bcda_parse_instant(since, &t) != 0 ||
+	    t > time(NULL))) {
+		ej_fail(j, "_since %s is not a past RFC 3339 instant", since);
+		free(since);
+		return;
+	}
+	free(j->row.since);
+	free(j->row.kickoff_url);
+	j->row.since = since;
+	j->row.kickoff_url = bcda_kickoff_url(p, since);
+	if (j->row.kickoff_url == NULL) {
+		ej_retry(j, -1, "out of memory building the kickoff URL");
+		return;
+	}
+	ej_enter(j, JOB_TOKEN, since ? "incremental export" :
+	    "full-history export", NULL, NULL);
+}
+
+void
+step_token(struct ejob *j)
+{
+	if (ej_have_token(j))
+		ej_enter(j, JOB_KICKOFF, "token obtained", NULL, NULL);
+}
+
+/* ---- KICKOFF ----------------------------------------------------------- */
+
+static void
+on_kickoff(struct ejob *j, const struct http_resp *resp)
+{
+	char what[300];
+	long ra = http_retry_after(resp->retry_after, time(NULL));
+
+	if (resp->result == CURLE_OK && resp->status == 202) {
+		const char *cl = resp->content_location;
+
+		if (cl == NULL || !bcda_url_trusted(j->pt->prof->base_url, cl)) {
+			ej_fail(j, "BCDA accepted the export but gave no status "
+			    "URL on %s", j->pt->prof->base_url);
+			return;
+		}
+		free(j->row.status_url);
+		j->row.status_url = strdup(cl);
+		j->row.kickoffs++;
+		j->row.progress = -1;
+		ej_enter(j, JOB_POLL, "BCDA accepted the export", NULL, NULL);
+		return;
+	}
+	ej_describe(resp, what, sizeof(what));
+	if (resp->result == CURLE_OK && resp->status == 429) {
+		/* Maybe our own job, started just before a crash: look. */
+		j->list_checked = 0;
+		ej_retry(j, ra, "BCDA refused the kickoff (429): an export of "
+		    "this ACO is already running");
+	} else if (ej_transient(resp)) {
+		ej_retry(j, ra, "kickoff failed: %s", what);
+	} else {
+		ej_fail(j, "BCDA refused the export request (%s)", what);
+	}
+}
+
+static void
+on_jobs_list(struct ejob *j, const struct http_resp *resp)
+{
+	char *url = NULL, what[300];
+
+	if (resp->result == CURLE_OK && resp->status == 200)
+		url = bcda_find_job(resp->body, resp->body_len,
+		    j->row.kickoff_url);
+	if (url != NULL && bcda_url_trusted(j->pt->prof->base_url, url)) {
+		free(j->row.status_url);
+		j->row.status_url = url;
+		j->row.kickoffs++;
+		j->row.progress = -1;
+		ej_enter(j, JOB_POLL, "found the BCDA job started before a "
+		    "restart", NULL, NULL);
+		return;
+	}
+	free(url);
+	if (resp->result == CURLE_OK && resp->status < 500) {
+		/* No such job (404 means none at all): kick off anew. */
+		j->list_checked = 1;
+		ej_due(j, 0);
+		return;
+	}
+	ej_describe(resp, what, sizeof(what));
+	ej_retry(j, -1, "listing BCDA jobs failed: %s", what);
+}
+
+void
+step_kickoff(struct ejob *j)
+{
+	char *url;
+
+	if (!ej_have_token(j))
+		return;
+	if (j->row.kickoffs >= MAX_KICKOFFS) {
+		ej_fail(j, "BCDA expired this export %d times; giving up",
+		    j->row.kickoffs);
+		return;
+	}
+	/*
+	 * A kickoff sent before a crash may have started a BCDA job whose
+	 * status URL we never saw.  Look for it before starting another.
+	 */
+	if (j->row.kickoff_sent != 0 && !j->list_checked) {
+		if ((url = bcda_jobs_url(j->pt->prof)) == NULL) {
+			ej_retry(j, -1, "out of memory");
+			return;
+		}
+		ej_api_request(j, "GET", url, 1, on_jobs_list);
+		free(url);
+		return;
+	}
+	j->row.kickoff_sent = (int64_t)time(NULL);
+	if (store_job_save(j->e->st, &j->row) != 0) {
+		ej_retry(j, -1, "cannot record the kickoff in the database");
+		return;
+	}
+	j->list_checked = 0;
+	ej_api_request(j, "GET", j->row.kickoff_url, 1, on_kickoff);
+}
+
+/* ---- POLL -------------------------------------------------------------- */
+
+/* Inside the POLL -> DOWNLOAD transaction: one row per manifest file. */
+static int
+insert_files(struct store *st, struct job_row *job, void *arg)
+{
+	struct bcda_manifest *m = arg;
+	struct file_row f;
+	char name[128];
+	size_t i, k;
+	int rc, seq;
+
+	if ((rc = store_files_delete(st, job->id)) != 0)
+		return rc;
+	for (i = 0; i < m->nfiles; i++) {
+		/* n counts files of the same kind and type, in manifest order. */
+		for (seq = 1, k = 0; k < i; k++)
+			if (m->files[k].kind == m->files[i].kind &&
+			    strcmp(m->files[k].type, m->files[i].type) == 0)
+				seq++;
+		if (m->files[i].kind == FILE_ERROR)
+			snprintf(name, sizeof(name), "errors/%s-%d.ndjson",
+			    m->files[i].type, seq);
+		else
+			snprintf(name, sizeof(name), "%s-%d.ndjson",
+			    m->files[i].type, seq);
+		memset(&f, 0, sizeof(f));
+		f.job_id = job->id;
+		f.kind = m->files[i].kind;
+		f.type = m->files[i].type;
+		f.url = m->files[i].url;
+		f.seq = seq;
+		f.name = name;
+		f.state = FILE_PENDING;
+		if ((rc = store_file_insert(st, &f)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* True for a type name we can put in a file name. */
+static int
+type_ok(const char *t)
+{
+	size_t n = strlen(t);
+
+	if (n == 0 || n > 64)
+		return 0;
+	for (; *t; t++)
+		if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z')))
+			return 0;
+	return 1;
+}
+
+static void
+on_manifest(struct ejob *j, const struct http_resp *resp)
+{
+	const struct profile *p = j->pt->prof;
+	struct bcda_manifest m;
+	char *dir = NULL, *edir = NULL, why[128];
+	time_t expires;
+	size_t i;
+	int rc;
+
+	if (bcda_parse_manifest(resp->body, resp->body_len, &m) != 0) {
+		ej_retry(j, -1, "BCDA's manifest could not be read");
+		return;
+	}
+	for (i = 0; i < m.nfiles; i++) {
+		if (!type_ok(m.files[i].type) || strchr(
+		    m.transaction_time, '/') != NULL) {
+			bcda_manifest_clear(&m);
+			ej_fail(j, "BCDA's manifest names an unusable type or time");
+			return;
+		}
+	}
+	if (asprintf(&dir, "%s/%s/%s", p->storage_dir, p->name,
+	    m.transaction_time) < 0 || asprintf(&edir, "%s/errors", dir) < 0) {
+		edir = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = mkdir_p(edir)) != 0) {
+		ej_retry(j, -1, "cannot create %s: %s", edir, strerror(-rc));
+		goto out;
+	}
+	free(j->row.transaction_time);
+	free(j->row.out_dir);
+	j->row.transaction_time = strdup(m.transaction_time);
+	j->row.out_dir = dir;
+	dir = NULL;
+	j->row.completed_at = (int64_t)time(NULL);
+	/*
+	 * BCDA deletes the files FILE_EXPIRY after the job completed, which
+	 * may be well before we saw the manifest (bcdad was down while the
+	 * job ran).  Its Expires header says when, so that a 404 past it
+	 * starts a new export instead of 40 retries of every file.
+	 */
+	if (resp->expires != NULL && bcda_parse_expires(resp->expires,
+	    &expires) == 0 && expires - FILE_EXPIRY < j->row.completed_at)
+		j->row.completed_at = (int64_t)(expires - FILE_EXPIRY);
+	j->row.progress = 100;
+	ej_free_files(j);
+	snprintf(why, sizeof(why), "export complete: %zu files", m.nfiles);
+	ej_enter(j, JOB_DOWNLOAD, why, insert_files, &m);
+	rc = 0;
+out:
+	if (rc == -ENOMEM)
+		ej_retry(j, -1, "out of memory");
+	free(dir);
+	free(edir);
+	bcda_manifest_clear(&m);
+}
+
+/* BCDA dropped the job or its files: start a new BCDA job, same bcdad job. */
+void
+ej_rekickoff(struct ejob *j, const char *why)
+{
+	free(j->row.status_url);
+	j->row.status_url = NULL;
+	j->row.kickoff_sent = 0;
+	j->row.progress = -1;
+	j->list_checked = 0;
+	ej_free_files(j);
+	ej_enter(j, JOB_KICKOFF, why, NULL, NULL);
+}
+
+static void
+on_poll(struct ejob *j, const struct http_resp *resp)
+{
+	const struct config *c = j->e->cfg;
+	struct bcda_outcome oo;
+	char what[300];
+	int pct;
+
+	if (resp->result == CURLE_OK && resp->status == 202) {
+		pct = bcda_parse_progress(resp->x_progress);
+		if (pct != j->row.progress) {
+			j->row.progress = pct;
+			store_job_save(j->e->st, &j->row);
+		}
+		j->attempts = 0;
+		/* BCDA never sends Retry-After here: our own schedule. */
+		ej_due(j, ej_backoff(c->poll_min, c->poll_max, ++j->polls));
+		return;
+	}
+	if (resp->result == CURLE_OK && resp->status == 200) {
+		on_manifest(j, resp);
+		return;
+	}
+	ej_describe(resp, what, sizeof(what));
+	if (resp->result == CURLE_OK &&
+	    (resp->status == 404 || resp->status == 410)) {
+		bcda_parse_outcome(resp->body, resp->body_len, &oo);
+		if (strstr(oo.text, "cancel") != NULL) {
+			ej_fail(j, "the BCDA job was cancelled outside bcdad (%s)",
+			    what);
+			return;
+		}
+		ej_rekickoff(j, resp->status == 410 ? "BCDA job expired (410); "
+		    "starting a new one" : "BCDA job gone (404); starting a "
+		    "new one");
+		return;
+	}
+	if (ej_transient(resp))
+		ej_retry(j, -1, "polling failed: %s", what);
+	else
+		ej_fail(j, "BCDA reports the export failed (%s)", what);
+}
+
+void
+step_poll(struct ejob *j)
+{
+	if (ej_have_token(j))
+		ej_api_request(j, "GET", j->row.status_url, 0, on_poll);
+}

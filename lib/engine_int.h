@@ -1,0 +1,132 @@
+/*
+ * The engine's private parts, shared by engine.c (scheduling, the public
+ * API), engine_bcda.c (tokens and the NEW..POLL steps), engine_download.c
+ * (DOWNLOAD) and engine_s3.c (S3_PUT).  Nothing outside lib/engine*.c
+ * includes this.
+ */
+#ifndef BCDAD_ENGINE_INT_H
+#define BCDAD_ENGINE_INT_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "bcda.h"
+#include "engine.h"
+#include "fetch.h"
+#include "http.h"
+#include "log.h"
+
+#define NEVER		INT64_MAX
+#define MAX_KICKOFFS	3	/* BCDA jobs per bcdad job (expiry restarts) */
+#define MAX_ATTEMPTS	40	/* transient failures in a row before FAILED */
+#define FILE_ATTEMPTS	5	/* per file, for invalid or missing content */
+#define FILE_EXPIRY	(24 * 3600)	/* BCDA deletes files 24 h after */
+#define RETRY_AFTER_MAX	3600	/* seconds: a server's Retry-After, capped */
+
+/* A profile's bearer token, shared by its jobs, refreshed before expiry. */
+struct ptoken {
+	struct engine	*e;
+	const struct profile *prof;
+	char		*token;
+	unsigned	 gen;		/* bumped with every new token */
+	uint64_t	 expires_at;	/* loop time, ms */
+	struct http_req	*req;
+	uint64_t	 retry_at;
+	int		 failures;
+	char		 error[256];	/* why the last request failed */
+	int		 rejected;	/* credentials refused: no point retrying */
+};
+
+/* A download in flight. */
+struct dl {
+	struct ejob	*job;
+	size_t		 idx;		/* into job->files */
+	struct http_req	*req;
+	struct fetch	*fetch;
+	unsigned	 token_gen;	/* ptoken gen of the token sent */
+	int		 committing;
+};
+
+/* Per-file scheduling, beside the persisted file rows. */
+struct fsched {
+	uint64_t	 next_at;
+	int		 reauth;
+	struct dl	*dl;
+};
+
+struct ejob {
+	TAILQ_ENTRY(ejob) entry;
+	struct engine	*e;
+	struct job_row	 row;
+	struct ptoken	*pt;
+	uint64_t	 next_at;	/* loop time, ms; NEVER = waiting */
+	int		 attempts;	/* transient failures in a row */
+	int		 reauth;	/* a 401 was answered with a new token */
+	int		 waiting_token;
+	int		 polls;		/* status requests answered 202 */
+	int		 list_checked;	/* looked for a job lost in a crash */
+	struct http_req	*req;		/* the one control request in flight */
+	unsigned	 req_gen;	/* ptoken gen of the token it carries */
+	void		(*req_fn)(struct ejob *, const struct http_resp *);
+	struct file_row	*files;
+	struct fsched	*fs;
+	size_t		 nfiles;
+	int		 files_loaded;
+	int		 ndl;
+	int		 dead;
+};
+
+TAILQ_HEAD(ejob_list, ejob);
+
+struct engine {
+	uv_loop_t	*loop;
+	const struct config *cfg;
+	struct store	*st;
+	struct http	*http;
+	uv_timer_t	 wake;
+	struct ejob_list jobs;
+	struct ptoken	*tokens;	/* one per profile, cfg order */
+	int		 ndl;		/* downloads in flight, all jobs */
+	int		 stopping;
+	int		 running_steps;
+};
+
+/* Handles the answer to a job's API request (see ej_api_request). */
+typedef void (*api_done_fn)(struct ejob *, const struct http_resp *);
+
+#define JLOG(lvl, j, ...) log_job((lvl), (j)->row.id, (j)->row.profile, \
+	job_state_name((j)->row.state), __VA_ARGS__)
+
+/* engine.c */
+uint64_t	ej_backoff(int min_s, int max_s, int n);
+void	ej_cancel_transfers(struct ejob *j);
+void	ej_due(struct ejob *j, uint64_t delay_ms);
+int	ej_enter(struct ejob *j, enum job_state to, const char *why,
+	    job_extra_fn extra, void *arg);
+void	ej_fail(struct ejob *j, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	ej_free_files(struct ejob *j);
+uint64_t	ej_now(const struct engine *e);
+void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	engine_arm(struct engine *e);
+
+/* engine_bcda.c */
+void	ej_api_request(struct ejob *j, const char *method, const char *url,
+	    int export_headers, api_done_fn fn);
+void	ej_describe(const struct http_resp *resp, char *buf, size_t len);
+int	ej_have_token(struct ejob *j);
+void	ej_rekickoff(struct ejob *j, const char *why);
+void	pt_drop(struct ptoken *pt);
+struct ptoken	*pt_for(struct engine *e, const char *profile);
+int	pt_valid(struct engine *e, const struct ptoken *pt);
+void	step_kickoff(struct ejob *j);
+void	step_new(struct ejob *j);
+void	step_poll(struct ejob *j);
+void	step_token(struct ejob *j);
+
+/* engine_download.c */
+void	ej_dl_free(struct dl *d);
+void	step_download(struct ejob *j);
+
+#endif
