@@ -28,14 +28,10 @@ static const step_fn steps[JOB_NSTATES] = {
 	[JOB_KICKOFF]	= step_kickoff,
 	[JOB_POLL]	= step_poll,
 	[JOB_DOWNLOAD]	= step_download,
-	[JOB_S3_PUT]	= step_pass,
+	[JOB_S3_PUT]	= step_s3_put,
 	[JOB_IMPORT]	= step_pass,
 	[JOB_NOTIFY]	= step_notify,
 };
-
-
-#define JLOG(lvl, j, ...) log_job((lvl), (j)->row.id, (j)->row.profile, \
-	job_state_name((j)->row.state), __VA_ARGS__)
 
 uint64_t
 ej_now(const struct engine *e)
@@ -59,7 +55,7 @@ ej_backoff(int min_s, int max_s, int n)
 	return d / 2 + (uint64_t)random() % (d / 2 + 1);
 }
 
-static void
+void
 ej_set_error(struct ejob *j, const char *fmt, ...)
 {
 	char buf[512];
@@ -188,19 +184,12 @@ save_cursor(struct store *st, struct job_row *job, void *arg)
 	    (int64_t)time(NULL));
 }
 
-/*
- * S3 and HealthLake stages are not configured in this build of the
- * profile: the export stays in its local directory.
- */
+/* IMPORT: HealthLake is not part of this build yet. */
 static void
 step_pass(struct ejob *j)
 {
-	if (j->row.state == JOB_S3_PUT)
-		ej_enter(j, JOB_IMPORT, "no S3 bucket configured; files stay "
-		    "in the local directory", NULL, NULL);
-	else
-		ej_enter(j, JOB_NOTIFY, "no HealthLake datastore configured",
-		    save_cursor, NULL);
+	ej_enter(j, JOB_NOTIFY, "no HealthLake datastore configured",
+	    save_cursor, NULL);
 }
 
 static void
@@ -259,6 +248,7 @@ ej_cancel_transfers(struct ejob *j)
 		fetch_abort(d->fetch);
 		ej_dl_free(d);
 	}
+	ej_s3_cancel(j);
 }
 
 /* ---- scheduling -------------------------------------------------------- */
@@ -293,7 +283,7 @@ wake_cb(uv_timer_t *t)
 	/* Reap finished jobs once nothing of theirs is in flight. */
 	for (j = TAILQ_FIRST(&e->jobs); j != NULL; j = next) {
 		next = TAILQ_NEXT(j, entry);
-		if (j->dead && j->ndl == 0 && j->req == NULL) {
+		if (j->dead && j->ndl == 0 && j->nup == 0 && j->req == NULL) {
 			TAILQ_REMOVE(&e->jobs, j, entry);
 			job_free(j);
 		}
@@ -354,6 +344,10 @@ engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
 	}
 	uv_timer_init(loop, &e->wake);
 	e->wake.data = e;
+	if (ej_s3_init(e) != 0) {
+		/* The timer is closed by engine_stop; the caller stops us. */
+		log_errx("cannot set up AWS credentials");
+	}
 	return e;
 }
 
@@ -402,8 +396,10 @@ engine_stop(struct engine *e)
 	struct ejob *j;
 	int i;
 
+	e->stopping = 1;
 	TAILQ_FOREACH(j, &e->jobs, entry)
 		ej_cancel_transfers(j);
+	ej_s3_free(e);
 	for (i = 0; i < e->cfg->nprofiles; i++) {
 		if (e->tokens[i].req != NULL) {
 			http_cancel(e->http, e->tokens[i].req);
@@ -411,7 +407,6 @@ engine_stop(struct engine *e)
 			e->tokens[i].req = NULL;
 		}
 	}
-	e->stopping = 1;
 	uv_timer_stop(&e->wake);
 	uv_close((uv_handle_t *)&e->wake, NULL);
 	http_free(e->http);

@@ -38,7 +38,7 @@ collect_file(struct file_row *f, void *arg)
 	return 0;
 }
 
-static void
+void
 ej_file_save(struct ejob *j, struct file_row *f)
 {
 	if (store_file_save(j->e->st, f) != 0)
@@ -46,13 +46,14 @@ ej_file_save(struct ejob *j, struct file_row *f)
 }
 
 /* Wakes every downloading job: a slot may have come free. */
-static void
+void
 ej_wake_downloads(struct engine *e)
 {
 	struct ejob *j;
 
 	TAILQ_FOREACH(j, &e->jobs, entry)
-		if (!j->dead && j->row.state == JOB_DOWNLOAD &&
+		if (!j->dead && (j->row.state == JOB_DOWNLOAD ||
+		    j->row.state == JOB_S3_PUT) &&
 		    !j->waiting_token && j->req == NULL)
 			j->next_at = ej_now(e);
 	engine_arm(e);
@@ -345,6 +346,22 @@ out:
 	free(path);
 }
 
+/* Loads the job's file rows once; on failure the job is set to retry. */
+int
+ej_load_files(struct ejob *j)
+{
+	if (j->files_loaded)
+		return 0;
+	ej_free_files(j);
+	if (store_files(j->e->st, j->row.id, collect_file, j) != 0) {
+		ej_free_files(j);
+		ej_retry(j, -1, "cannot read the file list");
+		return -EIO;
+	}
+	j->files_loaded = 1;
+	return 0;
+}
+
 void
 step_download(struct ejob *j)
 {
@@ -353,15 +370,10 @@ step_download(struct ejob *j)
 	uint64_t now = ej_now(e), next = NEVER;
 	size_t i, open = 0;
 
-	if (!j->files_loaded) {
-		ej_free_files(j);
-		if (store_files(e->st, j->row.id, collect_file, j) != 0) {
-			ej_free_files(j);
-			ej_retry(j, -1, "cannot read the file list");
-			return;
-		}
-		j->files_loaded = 1;
-	}
+	if (ej_load_files(j) != 0)
+		return;
+	/* Files already here go to S3 while the others download. */
+	ej_s3_kick(j);
 	for (i = 0; i < j->nfiles; i++) {
 		struct fsched *s = &j->fs[i];
 

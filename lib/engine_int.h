@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "http.h"
 #include "log.h"
+#include "upload.h"
 
 #define NEVER		INT64_MAX
 #define MAX_KICKOFFS	3	/* BCDA jobs per bcdad job (expiry restarts) */
@@ -50,6 +51,8 @@ struct dl {
 /* Per-file scheduling, beside the persisted file rows. */
 struct fsched {
 	uint64_t	 next_at;
+	uint64_t	 up_next_at;	/* when to try the S3 upload again */
+	struct upload	*up;		/* S3 upload in flight */
 	int		 reauth;
 	struct dl	*dl;
 };
@@ -73,6 +76,9 @@ struct ejob {
 	size_t		 nfiles;
 	int		 files_loaded;
 	int		 ndl;
+	int		 nup;		/* S3 uploads in flight, manifest too */
+	struct upload	*manifest_up;
+	int		 manifest_done;
 	int		 dead;
 };
 
@@ -87,6 +93,11 @@ struct engine {
 	struct ejob_list jobs;
 	struct ptoken	*tokens;	/* one per profile, cfg order */
 	int		 ndl;		/* downloads in flight, all jobs */
+	int		 nup;		/* S3 uploads in flight, all jobs */
+	struct awscreds	*creds;		/* NULL when no profile uses AWS */
+	char		*region;	/* AWS region, once known */
+	char		 region_error[256];
+	struct upload_env uenv;
 	int		 stopping;
 	int		 running_steps;
 };
@@ -107,6 +118,8 @@ void	ej_fail(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	ej_free_files(struct ejob *j);
 uint64_t	ej_now(const struct engine *e);
+void	ej_set_error(struct ejob *j, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
 void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	engine_arm(struct engine *e);
@@ -126,7 +139,17 @@ void	step_poll(struct ejob *j);
 void	step_token(struct ejob *j);
 
 /* engine_download.c */
+int	ej_load_files(struct ejob *j);
+void	ej_wake_downloads(struct engine *e);
+void	ej_file_save(struct ejob *j, struct file_row *f);
 void	ej_dl_free(struct dl *d);
 void	step_download(struct ejob *j);
+
+/* engine_s3.c */
+int	ej_s3_init(struct engine *e);
+void	ej_s3_free(struct engine *e);
+void	ej_s3_kick(struct ejob *j);
+void	ej_s3_cancel(struct ejob *j);
+void	step_s3_put(struct ejob *j);
 
 #endif

@@ -285,6 +285,25 @@ http_req_url(const struct http_req *r)
 	return r->url;
 }
 
+const char *
+http_req_method(const struct http_req *r)
+{
+	return r->method;
+}
+
+const struct curl_slist *
+http_req_headers(const struct http_req *r)
+{
+	return r->headers;
+}
+
+const char *
+http_req_body_mem(const struct http_req *r, size_t *len)
+{
+	*len = r->body_len;
+	return r->body;
+}
+
 const struct http_resp *
 http_req_resp(const struct http_req *r)
 {

@@ -63,6 +63,11 @@ void		 http_req_body_file(struct http_req *, int fd, off_t off,
 /* A whole-request time limit in seconds (0 = none: downloads). */
 void		 http_req_timeout(struct http_req *, long seconds);
 const char	*http_req_url(const struct http_req *);
+const char	*http_req_method(const struct http_req *);
+/* The header lines as they will be sent (for tests and debugging). */
+const struct curl_slist *http_req_headers(const struct http_req *);
+/* The request body when it is held in memory, else NULL. */
+const char	*http_req_body_mem(const struct http_req *, size_t *len);
 const struct http_resp *http_req_resp(const struct http_req *);
 int		 http_start(struct http *, struct http_req *, http_done_cb,
 		    void *arg);
