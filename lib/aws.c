@@ -216,6 +216,17 @@ aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
 	x.root = root;
 	x.rootlen = rootlen;
 	x.done = done;
+	/*
+	 * Whitespace before the XML declaration is not well-formed, but a
+	 * CompleteMultipartUpload answer can start with it: S3 servers keep
+	 * the connection alive with spaces (MinIO sends them first).  Skip
+	 * it so that a failure after 200 OK is still read as one.
+	 */
+	while (len > 0 && body != NULL && (*body == ' ' || *body == '\t' ||
+	    *body == '\r' || *body == '\n')) {
+		body++;
+		len--;
+	}
 	if ((p = XML_ParserCreate(NULL)) == NULL)
 		return -ENOMEM;
 	XML_SetUserData(p, &x);

@@ -302,20 +302,22 @@ s3_describe(const struct s3_loc *l, const char *key, const char *action,
     const struct http_resp *resp, const struct aws_error *e, char *out,
     size_t outlen)
 {
-	if (strcmp(e->code, "AccessDenied") == 0 || resp->status == 403)
-		snprintf(out, outlen, "S3 refused %s on s3://%s/%s (%s): the "
-		    "IAM policy must allow %s on that key%s", action,
-		    l->bucket, key, e->code, action, l->kms_key_id ?
-		    " and kms:GenerateDataKey on the KMS key" : "");
-	else if (strcmp(e->code, "RequestTimeTooSkewed") == 0)
+	if (strcmp(e->code, "RequestTimeTooSkewed") == 0)
 		snprintf(out, outlen, "S3 says this host's clock is more than "
 		    "15 minutes off (RequestTimeTooSkewed); fix the time "
 		    "(chrony, systemd-timesyncd)");
 	else if (strcmp(e->code, "SignatureDoesNotMatch") == 0 ||
-	    strcmp(e->code, "InvalidAccessKeyId") == 0)
+	    strcmp(e->code, "InvalidAccessKeyId") == 0 ||
+	    strcmp(e->code, "InvalidClientTokenId") == 0 ||
+	    strcmp(e->code, "ExpiredToken") == 0)
 		snprintf(out, outlen, "S3 rejected the AWS credentials (%s) "
 		    "for s3://%s/%s: check the access key and secret", e->code,
 		    l->bucket, key);
+	else if (strcmp(e->code, "AccessDenied") == 0 || resp->status == 403)
+		snprintf(out, outlen, "S3 refused %s on s3://%s/%s (%s): the "
+		    "IAM policy must allow %s on that key%s", action,
+		    l->bucket, key, e->code, action, l->kms_key_id ?
+		    " and kms:GenerateDataKey on the KMS key" : "");
 	else
 		snprintf(out, outlen, "%s s3://%s/%s failed: %s%s%s", action,
 		    l->bucket, key, e->code, e->message[0] ? ": " : "",

@@ -64,8 +64,17 @@ char *
 upload_key(const char *prefix, const char *profile, const char *tt,
     const char *name)
 {
-	char *k;
+	char t[64], *k;
+	size_t i, n = 0;
 
+	/*
+	 * The time in ISO 8601 basic form (no colons): ':' needs special
+	 * handling in S3 keys, and some S3 implementations mis-sign it.
+	 */
+	for (i = 0; tt[i] != '\0' && n + 1 < sizeof(t); i++)
+		if (tt[i] != ':')
+			t[n++] = tt[i];
+	t[n] = '\0';
 	/*
 	 * Data files sit alone under <profile>/<time>/, the prefix given to
 	 * HealthLake, which imports every object there; the error files and
@@ -73,10 +82,10 @@ upload_key(const char *prefix, const char *profile, const char *tt,
 	 */
 	if (strncmp(name, "errors/", 7) == 0 || strcmp(name, "manifest.json")
 	    == 0) {
-		if (asprintf(&k, "%s%s/%s_meta/%s", prefix, profile, tt,
+		if (asprintf(&k, "%s%s/%s_meta/%s", prefix, profile, t,
 		    name) < 0)
 			return NULL;
-	} else if (asprintf(&k, "%s%s/%s/%s", prefix, profile, tt, name) < 0) {
+	} else if (asprintf(&k, "%s%s/%s/%s", prefix, profile, t, name) < 0) {
 		return NULL;
 	}
 	return k;

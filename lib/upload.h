@@ -47,7 +47,11 @@ int	upload_start(const struct upload_env *, const struct s3_loc *,
  * in S3 (and in the store), to be resumed. */
 void	upload_cancel(struct upload *);
 
-/* The S3 key of a file of an export: prefix + profile/time/name. */
+/*
+ * The S3 key of a file of an export: prefix + profile/time/name, with the
+ * transactionTime in ISO 8601 basic form (2026-11-26T050612.9Z); error
+ * files and manifest.json under time_meta/ instead of time/.
+ */
 char	*upload_key(const char *prefix, const char *profile,
 	    const char *transaction_time, const char *name);
 

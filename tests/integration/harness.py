@@ -115,28 +115,38 @@ class Env:
         self.write_config(profile_extra, daemon_extra)
         self.sock = os.path.join(self.run_dir, "bcdad.sock")
         self.proc = None
+        self.env_extra = {}     # environment for the daemon (AWS tests)
+        self.cleanups = []      # more things to stop at close()
         self.logs = []          # one log file per daemon start
         self.profile = CLIENT
 
-    def write_config(self, profile_extra="", daemon_extra=""):
+    def write_config(self, profile_extra="", daemon_extra="", aws_section=""):
         with open(self.conf, "w") as f:
             f.write(
                 "[daemon]\n"
                 "state_dir = %s\nruntime_dir = %s\nstorage_dir = %s\n"
                 "poll_min = 1\npoll_max = 1\nretry_min = 1\nretry_max = 2\n"
                 "log_level = debug\n%s\n"
+                "%s"
                 "[profile %s]\n"
                 "base_url = %s\napi_version = v2\nendpoint = group-all\n"
                 "client_id = %s\nclient_secret_file = %s\n%s\n"
-                % (self.state, self.run_dir, self.out, daemon_extra, CLIENT,
+                % (self.state, self.run_dir, self.out, daemon_extra,
+                   "[aws]\n%s\n" % aws_section if aws_section else "", CLIENT,
                    self.emu.base, CLIENT, self.secret_file, profile_extra))
 
     # ---- the daemon ---------------------------------------------------------
     def start(self):
         log = os.path.join(self.dir, "daemon-%d.log" % len(self.logs))
         self.logs.append(log)
+        env = dict(os.environ)
+        for k, v in self.env_extra.items():
+            if v is None:
+                env.pop(k, None)    # None: not set at all
+            else:
+                env[k] = v
         self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=open(log, "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: self.proc.poll() is not None or self._pingable(), 15,
                  "the daemon's control socket")
         check(self.proc.poll() is None, "daemon exited at start:\n" + self.log_text())
@@ -257,3 +267,8 @@ class Env:
                 self.proc.wait(5)
         finally:
             self.emu.stop()
+            for c in reversed(self.cleanups):
+                try:
+                    c()
+                except Exception:   # noqa: BLE001 - best effort teardown
+                    pass

@@ -1,0 +1,141 @@
+"""The S3 stage against moto_server (signatures checked, IAM enforced,
+the user holding exactly packaging/iam-policy.json)."""
+import json
+import os
+import subprocess
+
+from harness import check, wait_for
+from awsenv import BUCKET, PREFIX, aws_env
+
+
+def _keys(env, jid):
+    j = env.job(jid)
+    t = j["transaction_time"].replace(":", "")     # ISO 8601 basic form
+    base = "%s%s/%s/" % (PREFIX, env.profile, t)
+    meta = "%s%s/%s_meta/" % (PREFIX, env.profile, t)
+    return j, base, meta
+
+
+def _check_objects(env, moto, jid):
+    """Every output file is in S3, byte-identical to the emulator's."""
+    j, base, meta = _keys(env, jid)
+    objs = moto.objects()
+    ejob = [x for x in env.emu.jobs() if x["status"] == "Completed"][-1]
+    seen = {}
+    for f in ejob["files"]:
+        if f["type"] == "OperationOutcome":
+            continue
+        seen[f["type"]] = seen.get(f["type"], 0) + 1
+        key = "%s%s-%d.ndjson" % (base, f["type"], seen[f["type"]])
+        check(key in objs, "%s missing from S3 (have %s)" % (key, sorted(objs)))
+        check(moto.get(key) == env.emu.file_bytes(f["path"]), "%s differs" % key)
+    check(meta + "manifest.json" in objs, "manifest.json not in S3")
+    man = json.loads(moto.get(meta + "manifest.json"))
+    check(man["transactionTime"] == j["transaction_time"], "manifest transactionTime")
+    return objs, base, meta
+
+
+def test_export_lands_in_s3_with_kms(env):
+    moto, key_arn, creds, _ = aws_env(env)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=90)
+    objs, base, meta = _check_objects(env, moto, jid)
+    key = sorted(k for k in objs if k.startswith(base))[0]
+    # Debian's awscli, as an operator would check it.
+    r = subprocess.run(["aws", "--endpoint-url", moto.url, "--region", "us-east-1",
+                        "s3api", "head-object", "--bucket", BUCKET, "--key", key],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, AWS_ACCESS_KEY_ID=moto.admin[0],
+                                AWS_SECRET_ACCESS_KEY=moto.admin[1],
+                                AWS_CONFIG_FILE="/dev/null",
+                                AWS_SHARED_CREDENTIALS_FILE="/dev/null"))
+    check(r.returncode == 0, "head-object failed: " + r.stderr)
+    head = json.loads(r.stdout)
+    check(head.get("ServerSideEncryption") == "aws:kms", "not SSE-KMS: %s" % head)
+    check(key_arn.split("/")[-1] in head.get("SSEKMSKeyId", ""), "wrong KMS key: %s" % head)
+    # keep_local defaults to no: the local copies are gone, manifest stays.
+    d = env.job(jid)["dir"]
+    left = sorted(os.listdir(d))
+    check(left == ["errors", "manifest.json"], "local files left: %s" % left)
+    hist = [h[2] for h in env.history(jid)]
+    check(any("s3://%s/" % BUCKET in h for h in hist), "history: %s" % hist)
+
+
+def test_large_file_goes_multipart(env):
+    moto, _, _, proxy = aws_env(env, proxy=True, keep_local="yes")
+    env.write_config  # (config already written by aws_env)
+    env.emu.config(generate={"ExplanationOfBenefit": 23000}, lines_per_file=23000)
+    text = open(env.conf).read().replace(
+        "keep_local = yes", "keep_local = yes\nresource_types = ExplanationOfBenefit")
+    open(env.conf, "w").write(text)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=180)
+    j, base, _ = _keys(env, jid)
+    key = base + "ExplanationOfBenefit-1.ndjson"
+    local = open(os.path.join(j["dir"], "ExplanationOfBenefit-1.ndjson"), "rb").read()
+    check(len(local) > 20 * 1024 * 1024, "the file should be over 20 MiB: %d" % len(local))
+    check(moto.get(key) == local, "S3 object differs from the local file")
+    parts = proxy.parts()
+    check(len(parts) == (len(local) + 8 * 1024 * 1024 - 1) // (8 * 1024 * 1024),
+          "expected 8 MiB parts, saw %s" % parts)
+    head = moto.client("s3").head_object(Bucket=BUCKET, Key=key)
+    check(head["ETag"].endswith('-%d"' % len(parts)), "not a multipart ETag: %s" % head["ETag"])
+    check(head.get("ServerSideEncryption") == "aws:kms", "multipart object not SSE-KMS")
+    check(moto.uploads_in_progress() == [], "multipart uploads left open")
+
+
+def test_wrong_secret_fails_clearly(env):
+    moto, _, creds, _ = aws_env(env)
+    env.env_extra["AWS_SECRET_ACCESS_KEY"] = creds[1][:-4] + "XXXX"
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=120)
+    check(j["state"] == "FAILED", "should fail, is %s" % j["state"])
+    check("credentials" in j["last_error"] and "SignatureDoesNotMatch" in j["last_error"],
+          "unclear error: %s" % j["last_error"])
+    check(creds[1][:-4] not in env.log_text(), "the AWS secret reached the log")
+    # Nothing lost: the files are still on disk.
+    d = j["dir"]
+    check(any(n.endswith(".ndjson") for n in os.listdir(d)), "local files were removed")
+    check(moto.objects() == {}, "nothing should be in S3")
+
+
+def test_access_denied_names_the_action(env):
+    # The user may write only under another prefix.
+    moto, _, _, _ = aws_env(env, policy_prefix="elsewhere/")
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=120)
+    check(j["state"] == "FAILED", "should fail, is %s" % j["state"])
+    e = j["last_error"]
+    check("s3:PutObject" in e and BUCKET in e and PREFIX in e,
+          "error should name the action, bucket and key: %s" % e)
+
+
+def test_kill_during_multipart_resumes(env):
+    moto, _, _, proxy = aws_env(env, proxy=True, keep_local="yes")
+    env.emu.config(generate={"ExplanationOfBenefit": 36000}, lines_per_file=36000)
+    text = open(env.conf).read().replace(
+        "keep_local = yes", "keep_local = yes\nresource_types = ExplanationOfBenefit")
+    open(env.conf, "w").write(text)
+    # Part 3 is held back before it reaches S3, so the kill lands while S3
+    # has parts 1 and 2 only.
+    proxy.hold = lambda m, p, q: 4 if m == "PUT" and q.get("partNumber") == ["3"] else 0
+    env.start()
+    jid = env.run()
+    wait_for(lambda: len([p for p in proxy.parts() if p[1] == 200]) >= 2, 120, "two parts")
+    env.kill9()
+    proxy.release()
+    env.start()
+    env.wait_done(jid, timeout=180)
+    j, base, _ = _keys(env, jid)
+    local = open(os.path.join(j["dir"], "ExplanationOfBenefit-1.ndjson"), "rb").read()
+    check(moto.get(base + "ExplanationOfBenefit-1.ndjson") == local, "object differs")
+    sent = [n for n, st in proxy.parts()]
+    for n in set(sent):
+        check(sent.count(n) == 1, "part %d sent %d times: %s" % (n, sent.count(n), sent))
+    creates = [r for r in proxy.records if r[0] == "POST" and "uploads" in r[2]]
+    check(len(creates) == 1, "CreateMultipartUpload sent %d times" % len(creates))
+    check(moto.uploads_in_progress() == [], "multipart uploads left open")
