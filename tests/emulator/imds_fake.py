@@ -54,6 +54,7 @@ DEFAULTS = {
     "region": "us-west-2",
     "access_key_id": None,
     "secret_access_key": None,
+    "session_token": None,
     "ecs_token": "ecs-auth-token",
     "sts_role_arn": "arn:aws:iam::123456789012:role/bcdad-web",
     "sts_token": "web-identity-token-1",
@@ -86,7 +87,7 @@ class State:
         return {
             "AccessKeyId": self.cfg["access_key_id"] or "ASIAFAKE%08d" % n,
             "SecretAccessKey": self.cfg["secret_access_key"] or "fakeSecret/%d+%s" % (n, "x" * 24),
-            "Token": "fakeSessionToken%d-%s" % (n, "t" * 64),
+            "Token": self.cfg["session_token"] or "fakeSessionToken%d-%s" % (n, "t" * 64),
             "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 

@@ -139,3 +139,93 @@ def test_kill_during_multipart_resumes(env):
     creates = [r for r in proxy.records if r[0] == "POST" and "uploads" in r[2]]
     check(len(creates) == 1, "CreateMultipartUpload sent %d times" % len(creates))
     check(moto.uploads_in_progress() == [], "multipart uploads left open")
+
+
+def _start_imds(env):
+    import subprocess as sp
+    import sys
+    from harness import REPO
+    portfile = os.path.join(env.dir, "imds.port")
+    log = open(os.path.join(env.dir, "imds.log"), "w")
+    p = sp.Popen([sys.executable, os.path.join(REPO, "tests", "emulator", "imds_fake.py"),
+                  "--port", "0", "--portfile", portfile], stdout=log, stderr=sp.STDOUT)
+    env.cleanups.append(p.kill)
+    wait_for(lambda: os.path.exists(portfile) and open(portfile).read().strip(), 10, "imds fake")
+    return "http://127.0.0.1:%s" % open(portfile).read().strip()
+
+
+def _fake_call(url, path, body=None):
+    import urllib.request
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None
+                                 else None, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _role_creds(moto, key_arn, name="bcdad-role"):
+    """Temporary credentials of a role holding exactly the shipped policy,
+    as EC2 instance metadata or STS would hand them out."""
+    iam = moto.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/admin"},
+        "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    policy = (open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "packaging", "iam-policy.json")).read()
+              .replace("${BUCKET}", "bcdad-exports").replace("${PREFIX}", "exports/")
+              .replace("${KMS_KEY_ARN}", key_arn))
+    iam.put_role_policy(RoleName=name, PolicyName="bcdad", PolicyDocument=policy)
+    c = moto.client("sts").assume_role(RoleArn=role["Role"]["Arn"],
+                                       RoleSessionName="bcdad")["Credentials"]
+    return role["Role"]["Arn"], c
+
+
+def test_credentials_from_imds(env):
+    """EC2 instance-role credentials (IMDSv2) with a session token, signed
+    requests accepted by moto; the token PUT and credential GETs happen."""
+    moto, key_arn, _, _ = aws_env(env)
+    _, tmp = _role_creds(moto, key_arn)
+    imds = _start_imds(env)
+    _fake_call(imds, "/_fake/config", {"access_key_id": tmp["AccessKeyId"],
+                                       "secret_access_key": tmp["SecretAccessKey"],
+                                       "session_token": tmp["SessionToken"],
+                                       "region": "us-east-1"})
+    env.env_extra.update({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                          "AWS_EC2_METADATA_DISABLED": None,
+                          "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds})
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
+    st = _fake_call(imds, "/_fake/stats")
+    check(st["token_puts"] >= 1 and st["cred_gets"] >= 1, "IMDS not used: %s" % st)
+    check("credentials from imds" in env.log_text(), "log should name the source")
+    check(tmp["SessionToken"] not in env.log_text(), "session token in the log")
+
+
+def test_credentials_from_web_identity(env):
+    """AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN: the token goes to STS
+    (the fake in imds_fake.py: moto's STS crashes on the unsigned call when
+    its auth is on), whose role credentials moto then accepts for S3."""
+    moto, key_arn, _, _ = aws_env(env)
+    role_arn, tmp = _role_creds(moto, key_arn)
+    sts = _start_imds(env)
+    token = "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl"
+    _fake_call(sts, "/_fake/config", {"access_key_id": tmp["AccessKeyId"],
+                                      "secret_access_key": tmp["SecretAccessKey"],
+                                      "session_token": tmp["SessionToken"],
+                                      "sts_role_arn": role_arn, "sts_token": token})
+    tokfile = os.path.join(env.dir, "web-identity-token")
+    open(tokfile, "w").write(token)
+    text = open(env.conf).read().replace("[aws]\n", "[aws]\nsts_endpoint_url = %s\n" % sts)
+    open(env.conf, "w").write(text)
+    env.env_extra.update({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                          "AWS_WEB_IDENTITY_TOKEN_FILE": tokfile,
+                          "AWS_ROLE_ARN": role_arn})
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
+    check(_fake_call(sts, "/_fake/stats")["sts_calls"] >= 1, "STS not called")
+    check("credentials from web-identity" in env.log_text(), "log should name the source")
+    check(token not in env.log_text(), "web identity token in the log")
