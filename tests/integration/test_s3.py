@@ -60,6 +60,9 @@ def test_export_lands_in_s3_with_kms(env):
     check(left == ["errors", "manifest.json"], "local files left: %s" % left)
     hist = [h[2] for h in env.history(jid)]
     check(any("s3://%s/" % BUCKET in h for h in hist), "history: %s" % hist)
+    # A clean stop: exit 0, and under ASan no leak or error report.
+    check(env.stop() == 0, "daemon did not exit 0 on SIGTERM")
+    check("Sanitizer" not in env.log_text(), "sanitizer report:\n" + env.log_text()[-3000:])
 
 
 def test_large_file_goes_multipart(env):
