@@ -136,6 +136,12 @@ job_row_clear(struct job_row *j)
 	free(j->transaction_time);
 	free(j->out_dir);
 	free(j->last_error);
+	free(j->import_token);
+	free(j->import_job_id);
+	free(j->import_status);
+	free(j->import_message);
+	free(j->import_report);
+	free(j->notify_message_id);
 	memset(j, 0, sizeof(*j));
 }
 

@@ -65,6 +65,13 @@ struct job_row {
 	char		*last_error;	/* our words, never server data */
 	int64_t		 err_counts[4];	/* fatal, error, warning, info */
 	int64_t		 cancel_requested;
+	char		*import_token;	/* HealthLake ClientToken */
+	char		*import_job_id;
+	char		*import_status;
+	char		*import_message;
+	char		*import_report;	/* JSON of the progress report */
+	int		 notify_state;	/* see schema/004-import-notify.sql */
+	char		*notify_message_id;
 };
 
 /* One row of the files table. */

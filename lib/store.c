@@ -69,7 +69,9 @@ struct store {
 #define JOB_COLS "id, profile, state, created_at, updated_at, since, " \
 	"kickoff_url, kickoff_sent, kickoffs, status_url, progress, " \
 	"transaction_time, completed_at, out_dir, last_error, err_fatal, " \
-	"err_error, err_warning, err_info, cancel_requested"
+	"err_error, err_warning, err_info, cancel_requested, import_token, " \
+	"import_job_id, import_status, import_message, import_report, " \
+	"notify_state, notify_message_id"
 #define FILE_COLS "id, job_id, kind, type, url, seq, name, state, " \
 	"attempts, lines, bytes, sha256, last_error, s3_state, " \
 	"s3_upload_id, s3_part_size"
@@ -283,7 +285,7 @@ job_read(sqlite3_stmt *stmt, struct job_row *j)
 	j->updated_at = r_int(&r);
 	j->since = r_text(&r);
 	j->kickoff_url = r_text(&r);
-	j->kickoff_sent = (int)r_int(&r);
+	j->kickoff_sent = r_int(&r);
 	j->kickoffs = (int)r_int(&r);
 	j->status_url = r_text(&r);
 	j->progress = (int)r_int(&r);
@@ -296,6 +298,13 @@ job_read(sqlite3_stmt *stmt, struct job_row *j)
 	j->err_counts[2] = r_int(&r);
 	j->err_counts[3] = r_int(&r);
 	j->cancel_requested = r_int(&r);
+	j->import_token = r_text(&r);
+	j->import_job_id = r_text(&r);
+	j->import_status = r_text(&r);
+	j->import_message = r_text(&r);
+	j->import_report = r_text(&r);
+	j->notify_state = (int)r_int(&r);
+	j->notify_message_id = r_text(&r);
 	if (r.nomem) {
 		job_row_clear(j);
 		return -ENOMEM;
@@ -855,7 +864,9 @@ store_job_save(struct store *st, const struct job_row *job)
 	    "status_url = ?, progress = ?, transaction_time = ?, "
 	    "completed_at = ?, out_dir = ?, last_error = ?, err_fatal = ?, "
 	    "err_error = ?, err_warning = ?, err_info = ?, "
-	    "cancel_requested = ? WHERE id = ?";
+	    "cancel_requested = ?, import_token = ?, import_job_id = ?, "
+	    "import_status = ?, import_message = ?, import_report = ?, "
+	    "notify_state = ?, notify_message_id = ? WHERE id = ?";
 	struct binder b;
 	sqlite3_stmt *stmt;
 	int rc;
@@ -879,6 +890,13 @@ store_job_save(struct store *st, const struct job_row *job)
 	b_int(&b, job->err_counts[2]);
 	b_int(&b, job->err_counts[3]);
 	b_int(&b, job->cancel_requested);
+	b_text(&b, job->import_token);
+	b_text(&b, job->import_job_id);
+	b_text(&b, job->import_status);
+	b_text(&b, job->import_message);
+	b_text(&b, job->import_report);
+	b_int(&b, job->notify_state);
+	b_text(&b, job->notify_message_id);
 	b_int(&b, job->id);
 	if ((rc = b_done(st, &b, "save job")) != 0) {
 		sqlite3_finalize(stmt);
@@ -972,6 +990,17 @@ store_jobs_active(struct store *st, store_job_cb cb, void *arg)
 	static const int terminal[] = { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
 
 	return jobs_list(st, sql, terminal, 3, cb, arg, "list active jobs");
+}
+
+/* Ended jobs whose outcome is still to be announced (notify_state 1). */
+int
+store_jobs_owed(struct store *st, store_job_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
+	    "WHERE notify_state = ? AND state IN (?, ?, ?) ORDER BY id";
+	static const int args[] = { 1, JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+
+	return jobs_list(st, sql, args, 4, cb, arg, "list owed jobs");
 }
 
 int

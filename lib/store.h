@@ -74,6 +74,8 @@ typedef int (*store_hist_cb)(int64_t at, enum job_state from,
  * has from == -1) and store_files.
  */
 int	store_jobs_active(struct store *, store_job_cb, void *arg);
+/* Ended jobs whose outcome is still owed to SNS (notify_state 1). */
+int	store_jobs_owed(struct store *, store_job_cb, void *arg);
 /* The newest limit jobs, newest first. */
 int	store_jobs_recent(struct store *, int limit, store_job_cb, void *arg);
 int	store_history(struct store *, int64_t job_id, store_hist_cb, void *);
