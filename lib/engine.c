@@ -19,8 +19,6 @@
 
 typedef void (*step_fn)(struct ejob *);
 
-static void	step_pass(struct ejob *);
-static void	step_notify(struct ejob *);
 
 static const step_fn steps[JOB_NSTATES] = {
 	[JOB_NEW]	= step_new,
@@ -29,7 +27,7 @@ static const step_fn steps[JOB_NSTATES] = {
 	[JOB_POLL]	= step_poll,
 	[JOB_DOWNLOAD]	= step_download,
 	[JOB_S3_PUT]	= step_s3_put,
-	[JOB_IMPORT]	= step_pass,
+	[JOB_IMPORT]	= step_import,
 	[JOB_NOTIFY]	= step_notify,
 };
 
@@ -101,11 +99,19 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 	enum job_state from = j->row.state;
 	int rc;
 
+	int notify = j->row.notify_state;
+
 	if (to != JOB_FAILED && to != JOB_CANCELLED && j->row.last_error) {
 		free(j->row.last_error);
 		j->row.last_error = NULL;
 	}
+	/* A failure is owed to SNS, recorded with the failure itself. */
+	if (to == JOB_FAILED && j->pt != NULL &&
+	    j->pt->prof->sns_topic_arn != NULL)
+		j->row.notify_state = 1;
 	rc = job_set_state(j->e->st, &j->row, from, to, why, extra, arg);
+	if (rc != 0)
+		j->row.notify_state = notify;
 	if (rc != 0) {
 		JLOG(LOG_LVL_ERR, j, "cannot record %s -> %s: %s",
 		    job_state_name(from), job_state_name(to), strerror(-rc));
@@ -120,7 +126,8 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 	if (job_state_terminal(to)) {
 		ej_cancel_transfers(j);
 		j->dead = 1;
-		j->next_at = NEVER;
+		j->next_at = ej_notify_owed(j) ? ej_now(j->e) : NEVER;
+		engine_arm(j->e);
 	} else {
 		ej_due(j, 0);
 	}
@@ -173,36 +180,6 @@ ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 
 /* ---- S3_PUT, IMPORT, NOTIFY ------------------------------------------- */
 
-/* Inside the IMPORT -> NOTIFY transaction: the next export's _since. */
-static int
-save_cursor(struct store *st, struct job_row *job, void *arg)
-{
-	(void)arg;
-	if (job->transaction_time == NULL)
-		return 0;
-	return store_cursor_set(st, job->profile, job->transaction_time,
-	    (int64_t)time(NULL));
-}
-
-/* IMPORT: HealthLake is not part of this build yet. */
-static void
-step_pass(struct ejob *j)
-{
-	ej_enter(j, JOB_NOTIFY, "no HealthLake datastore configured",
-	    save_cursor, NULL);
-}
-
-static void
-step_notify(struct ejob *j)
-{
-	char why[512];
-
-	snprintf(why, sizeof(why), "export %s saved in %s (errors: %lld "
-	    "error, %lld warning)", j->row.transaction_time, j->row.out_dir,
-	    (long long)(j->row.err_counts[0] + j->row.err_counts[1]),
-	    (long long)j->row.err_counts[2]);
-	ej_enter(j, JOB_DONE, why, NULL, NULL);
-}
 
 /* ---- cancel ------------------------------------------------------------ */
 
@@ -261,6 +238,14 @@ job_free(struct ejob *j)
 	free(j);
 }
 
+/* An ended job with nothing in flight and nothing owed: free it. */
+static int
+reapable(const struct ejob *j)
+{
+	return j->ndl == 0 && j->nup == 0 && j->req == NULL && !j->aws_wait &&
+	    !ej_notify_owed(j);
+}
+
 static void
 wake_cb(uv_timer_t *t)
 {
@@ -272,8 +257,15 @@ wake_cb(uv_timer_t *t)
 		next = TAILQ_NEXT(j, entry);
 		if (e->stopping)
 			break;
-		if (j->dead || j->req != NULL || j->next_at > now)
+		if (j->req != NULL || j->next_at > now)
 			continue;
+		if (j->dead) {
+			if (ej_notify_owed(j)) {
+				j->next_at = NEVER;
+				ej_notify_retry(j);
+			}
+			continue;
+		}
 		j->next_at = NEVER;
 		if (j->row.cancel_requested)
 			step_cancel(j);
@@ -283,7 +275,7 @@ wake_cb(uv_timer_t *t)
 	/* Reap finished jobs once nothing of theirs is in flight. */
 	for (j = TAILQ_FIRST(&e->jobs); j != NULL; j = next) {
 		next = TAILQ_NEXT(j, entry);
-		if (j->dead && j->ndl == 0 && j->nup == 0 && j->req == NULL) {
+		if (j->dead && reapable(j)) {
 			TAILQ_REMOVE(&e->jobs, j, entry);
 			job_free(j);
 		}
@@ -300,14 +292,12 @@ engine_arm(struct engine *e)
 
 	if (e->stopping)
 		return;
-	TAILQ_FOREACH(j, &e->jobs, entry)
-		if (!j->dead && j->next_at < first)
-			first = j->next_at;
-	TAILQ_FOREACH(j, &e->jobs, entry)
-		if (j->dead) {
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (j->dead && reapable(j))
 			first = now;
-			break;
-		}
+		else if (j->next_at < first)
+			first = j->next_at;
+	}
 	if (first == NEVER) {
 		uv_timer_stop(&e->wake);
 		return;
@@ -384,10 +374,30 @@ load_job(struct job_row *row, void *arg)
 	return 0;
 }
 
+/* An ended job whose outcome SNS has not acknowledged yet. */
+static int
+load_owed(struct job_row *row, void *arg)
+{
+	struct engine *e = arg;
+	struct ejob *j;
+
+	if ((j = job_add(e, row)) == NULL)
+		return -ENOMEM;
+	j->dead = 1;
+	if (ej_notify_owed(j))
+		JLOG(LOG_LVL_INFO, j, "outcome still to be announced");
+	ej_due(j, 0);
+	return 0;
+}
+
 int
 engine_start(struct engine *e)
 {
-	return store_jobs_active(e->st, load_job, e);
+	int rc;
+
+	if ((rc = store_jobs_active(e->st, load_job, e)) != 0)
+		return rc;
+	return store_jobs_owed(e->st, load_owed, e);
 }
 
 void
@@ -405,6 +415,11 @@ engine_stop(struct engine *e)
 			http_cancel(e->http, e->tokens[i].req);
 			http_req_free(e->tokens[i].req);
 			e->tokens[i].req = NULL;
+		}
+		if (e->tokens[i].sm_req != NULL) {
+			http_cancel(e->http, e->tokens[i].sm_req);
+			http_req_free(e->tokens[i].sm_req);
+			e->tokens[i].sm_req = NULL;
 		}
 	}
 	uv_timer_stop(&e->wake);
@@ -426,8 +441,10 @@ engine_free(struct engine *e)
 		TAILQ_REMOVE(&e->jobs, j, entry);
 		job_free(j);
 	}
-	for (i = 0; i < e->cfg->nprofiles; i++)
+	for (i = 0; i < e->cfg->nprofiles; i++) {
 		pt_drop(&e->tokens[i]);
+		sm_forget(&e->tokens[i]);
+	}
 	free(e->tokens);
 	free(e);
 }

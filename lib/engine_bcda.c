@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine_int.h"
+#include "secretsmanager.h"
 
 /* ---- tokens ------------------------------------------------------------ */
 
@@ -80,6 +81,7 @@ token_done(struct http_req *r, void *arg)
 		pt->expires_at = ej_now(e) + ttl - margin;
 		pt->failures = 0;
 		pt->rejected = 0;
+		pt->sm_refetched = 0;
 		pt->error[0] = '\0';
 		log_info("profile %s: new BCDA token, valid %lld s", p->name,
 		    (long long)tok.expires_in);
@@ -95,6 +97,19 @@ token_done(struct http_req *r, void *arg)
 		    "cannot reach BCDA at %s for a token: %s (a connect timeout "
 		    "in production usually means this host's IP is not on the "
 		    "BCDA allow-list)", p->base_url, resp->error);
+	} else if (resp->status == 401 && pt->sm_secret != NULL &&
+	    !pt->sm_refetched) {
+		/* The secret may have been rotated: read it again, once. */
+		snprintf(pt->error, sizeof(pt->error), "BCDA rejected the "
+		    "credentials from %s; reading the secret again",
+		    p->bcda_secret_arn);
+		sm_forget(pt);
+		pt->sm_refetched = 1;
+		log_warnx("%s", pt->error);
+		http_req_free(r);
+		pt->error[0] = '\0';
+		token_wake(e, pt, ej_now(e));
+		return;
 	} else if (resp->status == 401 || resp->status == 400 ||
 	    resp->status == 403) {
 		snprintf(pt->error, sizeof(pt->error),
@@ -121,6 +136,137 @@ token_done(struct http_req *r, void *arg)
 	token_wake(e, pt, ej_now(e));
 }
 
+/* Forgets the BCDA credentials read from Secrets Manager. */
+void
+sm_forget(struct ptoken *pt)
+{
+	if (pt->sm_secret != NULL) {
+		explicit_bzero(pt->sm_secret, strlen(pt->sm_secret));
+		free(pt->sm_secret);
+	}
+	free(pt->sm_id);
+	pt->sm_id = pt->sm_secret = NULL;
+}
+
+static void
+sm_done(struct http_req *r, void *arg)
+{
+	struct ptoken *pt = arg;
+	struct engine *e = pt->e;
+	const struct http_resp *resp = http_req_resp(r);
+	struct aws_error ae;
+	char *id = NULL, *secret = NULL;
+
+	pt->sm_req = NULL;
+	if (resp->result == CURLE_OK && resp->status == 200 &&
+	    sm_parse_bcda_secret(resp, &id, &secret) == 0) {
+		sm_forget(pt);
+		pt->sm_id = id;
+		pt->sm_secret = secret;
+		pt->error[0] = '\0';
+		log_info("profile %s: BCDA credentials read from Secrets "
+		    "Manager", pt->prof->name);
+	} else {
+		aws_parse_error(resp, &ae);
+		pt->failures++;
+		snprintf(pt->error, sizeof(pt->error), "cannot read the BCDA "
+		    "credentials of profile %s from Secrets Manager (%.60s): "
+		    "%.60s%s%.60s",
+		    pt->prof->name, pt->prof->bcda_secret_arn,
+		    resp->result != CURLE_OK ? resp->error : ae.code[0] ?
+		    ae.code : "the secret is not {\"client_id\", "
+		    "\"client_secret\"} JSON", ae.message[0] ? ": " : "",
+		    ae.message);
+		if (resp->result == CURLE_OK && !aws_retryable(resp, &ae))
+			pt->rejected = 1;
+		pt->retry_at = ej_now(e) + (pt->rejected ? 5000 :
+		    ej_backoff(e->cfg->retry_min, e->cfg->retry_max,
+		    pt->failures));
+		log_warnx("%s", pt->error);
+	}
+	/* The body held the secret. */
+	if (resp->body != NULL)
+		explicit_bzero(resp->body, resp->body_len);
+	http_req_free(r);
+	token_wake(e, pt, ej_now(e));
+}
+
+static void
+sm_with_creds(void *arg, const struct aws_creds *c, const char *error)
+{
+	struct ptoken *pt = arg;
+	struct engine *e = pt->e;
+
+	pt->sm_wait = 0;
+	if (e->stopping)
+		return;
+	if (c == NULL) {
+		snprintf(pt->error, sizeof(pt->error), "no AWS credentials to "
+		    "read %s: %s", pt->prof->bcda_secret_arn, error);
+		pt->retry_at = ej_now(e) + 60000;
+		token_wake(e, pt, ej_now(e));
+		return;
+	}
+	pt->sm_req = sm_get_secret_value(e->cfg->secretsmanager_endpoint,
+	    e->region, pt->prof->bcda_secret_arn, c, time(NULL));
+	if (pt->sm_req == NULL || http_start(e->http, pt->sm_req, sm_done,
+	    pt) != 0) {
+		http_req_free(pt->sm_req);
+		pt->sm_req = NULL;
+		snprintf(pt->error, sizeof(pt->error), "cannot build the "
+		    "Secrets Manager request");
+		pt->retry_at = ej_now(e) + 5000;
+		token_wake(e, pt, ej_now(e));
+	}
+}
+
+/*
+ * The BCDA client id and secret: from Secrets Manager (cached in memory
+ * only) or from the profile's secret file.  Returns 1 with *id and *secret
+ * set (the secret malloc'd, to wipe), 0 when a fetch is under way, -1 on
+ * an error in pt->error.
+ */
+static int
+bcda_credentials(struct ptoken *pt, const char **id, char **secret)
+{
+	struct engine *e = pt->e;
+	char err[256];
+
+	if (pt->prof->bcda_secret_arn == NULL) {
+		if ((*secret = config_read_secret(pt->prof, err,
+		    sizeof(err))) == NULL) {
+			snprintf(pt->error, sizeof(pt->error), "%s", err);
+			pt->rejected = 1;
+			pt->retry_at = ej_now(e) + 60000;
+			return -1;
+		}
+		*id = pt->prof->client_id;
+		return 1;
+	}
+	if (pt->sm_secret != NULL) {
+		if ((*secret = strdup(pt->sm_secret)) == NULL)
+			return -1;
+		*id = pt->sm_id;
+		return 1;
+	}
+	if (pt->sm_wait || pt->sm_req != NULL)
+		return 0;
+	if (e->creds == NULL)
+		return -1;
+	if (e->region == NULL) {
+		if (e->region_error[0] != '\0') {
+			snprintf(pt->error, sizeof(pt->error), "no AWS region to "
+			    "read %.80s: %.120s", pt->prof->bcda_secret_arn,
+			    e->region_error);
+			return -1;
+		}
+		return 0;	/* region_cb wakes the jobs */
+	}
+	pt->sm_wait = 1;
+	awscreds_get(e->creds, sm_with_creds, pt);
+	return pt->sm_secret != NULL || pt->error[0] != '\0' ? -2 : 0;
+}
+
 /*
  * Returns 1 when the profile has a valid token.  Otherwise starts (or
  * joins) a token request, parks the job until it ends, and returns 0;
@@ -131,7 +277,8 @@ need_token(struct ejob *j)
 {
 	struct engine *e = j->e;
 	struct ptoken *pt = j->pt;
-	char err[256], *secret = NULL, *url = NULL;
+	char *secret = NULL, *url = NULL;
+	const char *id = NULL;
 	int rc;
 
 	if (pt_valid(e, pt))
@@ -144,12 +291,18 @@ need_token(struct ejob *j)
 			engine_arm(e);
 			return 0;
 		}
-		if ((secret = config_read_secret(pt->prof, err,
-		    sizeof(err))) == NULL) {
-			snprintf(pt->error, sizeof(pt->error), "%s", err);
-			pt->rejected = 1;
-			pt->retry_at = ej_now(e) + 60000;
+		rc = bcda_credentials(pt, &id, &secret);
+		if (rc == -2) {
+			/* Answered at once: run the step again from the loop. */
+			ej_due(j, 0);
+			return 0;
+		}
+		if (rc < 0)
 			return -1;
+		if (rc == 0) {
+			j->waiting_token = 1;
+			j->next_at = NEVER;
+			return 0;
 		}
 		url = bcda_token_url(pt->prof);
 		pt->req = url ? http_req_new("POST", url) : NULL;
@@ -160,7 +313,7 @@ need_token(struct ejob *j)
 			return -1;
 		}
 		http_req_header(pt->req, "Accept: application/json");
-		http_req_basic_auth(pt->req, pt->prof->client_id, secret);
+		http_req_basic_auth(pt->req, id, secret);
 		explicit_bzero(secret, strlen(secret));
 		free(secret);
 		if ((rc = http_start(e->http, pt->req, token_done, pt)) != 0) {

@@ -36,6 +36,11 @@ struct ptoken {
 	int		 failures;
 	char		 error[256];	/* why the last request failed */
 	int		 rejected;	/* credentials refused: no point retrying */
+	/* BCDA credentials from Secrets Manager (bcda_secret_arn), in memory. */
+	char		*sm_id, *sm_secret;
+	struct http_req	*sm_req;
+	int		 sm_wait;	/* waiting for AWS credentials */
+	int		 sm_refetched;	/* refetched after a 401 (rotation) */
 };
 
 /* A download in flight. */
@@ -71,6 +76,12 @@ struct ejob {
 	struct http_req	*req;		/* the one control request in flight */
 	unsigned	 req_gen;	/* ptoken gen of the token it carries */
 	void		(*req_fn)(struct ejob *, const struct http_resp *);
+	/* An AWS call (engine_aws.c): how to build it, who gets the answer. */
+	struct http_req	*(*aws_build)(struct ejob *, const struct aws_creds *,
+			    time_t);
+	void		(*aws_fn)(struct ejob *, const struct http_resp *);
+	int		 aws_wait;	/* waiting for AWS credentials */
+	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
 	struct file_row	*files;
 	struct fsched	*fs;
 	size_t		 nfiles;
@@ -102,6 +113,11 @@ struct engine {
 	int		 running_steps;
 };
 
+/* Builds a job's AWS request with credentials (see ej_aws_call). */
+typedef struct http_req *(*aws_build_fn)(struct ejob *,
+    const struct aws_creds *, time_t);
+typedef void (*aws_done_fn)(struct ejob *, const struct http_resp *);
+
 /* Handles the answer to a job's API request (see ej_api_request). */
 typedef void (*api_done_fn)(struct ejob *, const struct http_resp *);
 
@@ -131,6 +147,7 @@ void	ej_describe(const struct http_resp *resp, char *buf, size_t len);
 int	ej_have_token(struct ejob *j);
 void	ej_rekickoff(struct ejob *j, const char *why);
 void	pt_drop(struct ptoken *pt);
+void	sm_forget(struct ptoken *pt);
 struct ptoken	*pt_for(struct engine *e, const char *profile);
 int	pt_valid(struct engine *e, const struct ptoken *pt);
 void	step_kickoff(struct ejob *j);
@@ -144,6 +161,13 @@ void	ej_wake_downloads(struct engine *e);
 void	ej_file_save(struct ejob *j, struct file_row *f);
 void	ej_dl_free(struct dl *d);
 void	step_download(struct ejob *j);
+
+/* engine_aws.c */
+void	ej_aws_call(struct ejob *j, aws_build_fn, aws_done_fn);
+void	step_import(struct ejob *j);
+void	step_notify(struct ejob *j);
+int	ej_notify_owed(const struct ejob *j);
+void	ej_notify_retry(struct ejob *j);
 
 /* engine_s3.c */
 int	ej_s3_init(struct engine *e);

@@ -40,14 +40,18 @@ region_cb(void *arg, const char *region, const char *error)
 		log_warnx("no AWS region: %s", e->region_error);
 	}
 	TAILQ_FOREACH(j, &e->jobs, entry)
-		if (!j->dead && j->row.state == JOB_S3_PUT)
+		if (j->next_at == NEVER && !j->aws_wait && j->req == NULL &&
+		    (j->row.state == JOB_S3_PUT || j->row.state ==
+		    JOB_IMPORT || j->row.state == JOB_NOTIFY ||
+		    ej_notify_owed(j)))
 			j->next_at = ej_now(e);
 	engine_arm(e);
 }
 
 /*
  * Sets up AWS credentials (the standard chain) and the region when a
- * profile uses S3.  Credentials are fetched when first needed.
+ * profile uses AWS (S3, SNS, Secrets Manager).  Credentials are fetched
+ * when first needed.
  */
 int
 ej_s3_init(struct engine *e)
@@ -56,7 +60,9 @@ ej_s3_init(struct engine *e)
 	int i, any = 0;
 
 	for (i = 0; i < e->cfg->nprofiles; i++)
-		any |= e->cfg->profiles[i]->s3_bucket != NULL;
+		any |= e->cfg->profiles[i]->s3_bucket != NULL ||
+		    e->cfg->profiles[i]->sns_topic_arn != NULL ||
+		    e->cfg->profiles[i]->bcda_secret_arn != NULL;
 	if (!any)
 		return 0;
 	memset(&o, 0, sizeof(o));

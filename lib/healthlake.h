@@ -87,10 +87,10 @@ int		 hl_parse_datastore(const struct http_resp *, char status[32]);
  * retry and after a restart, so HealthLake starts one import per job;
  * different for every (job, profile).  Written as
  * "bcdad-<job id>-<32 hex digits of SHA-256(profile, job id)>", at most
- * 59 characters, all of [a-z0-9-].  Returns 0, or -EIO if libcrypto
- * fails.  A job id alone repeats when the state database is recreated:
- * callers that fear it fold something unique to the installation or the
- * export into profile.
+ * 59 characters, all of [a-z0-9-].  Returns 0, -ENOMEM, or -EIO if
+ * libcrypto fails.  A job id alone repeats when the state database is
+ * recreated: callers that fear it fold something unique to the
+ * installation or the export into profile.
  */
 int		 hl_client_token(int64_t job_id, const char *profile,
 		    char out[HL_CLIENT_TOKEN_MAX + 1]);

@@ -16,6 +16,18 @@ stdin: a JSON list of shapes, each
      "s3": true,                  # S3SigV4Auth, else SigV4Auth
      "unsigned_payload": false}   # S3 only: X-Amz-Content-SHA256 UNSIGNED-PAYLOAD
 stdout: one line per shape, "<Authorization>\t<canonical request as JSON>".
+
+With --serialize, it shows instead what a botocore client would send
+for whole API calls (tests/unit/test_awsapi.c compares bodies with it):
+stdin: a JSON list of calls, each
+    {"service": "sns", "operation": "Publish", "params": {...},
+     "region": "us-east-1", "endpoint_url": null}
+stdout: one JSON object per line,
+    {"method": ..., "url": ..., "headers": {"Content-Type": ...,
+     "X-Amz-Target": ...}, "body_hex": ...}
+The request is captured before it is sent (nothing goes on the network)
+and answered with an empty success.
+
 Exit status 2 if botocore cannot be imported.
 """
 import contextlib
@@ -92,7 +104,60 @@ def sign(shape):
     return request.headers["Authorization"], creqs[-1]
 
 
+def serialize(call):
+    """The request a botocore client makes for one call, taken at
+    before-send and answered there, so nothing leaves the process."""
+    import botocore.session
+    session = botocore.session.get_session()
+    client = session.create_client(
+        call["service"], region_name=call["region"],
+        endpoint_url=call.get("endpoint_url"),
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x",
+        config=botocore.config.Config(retries={"max_attempts": 1}))
+    protocol = client.meta.service_model.metadata["protocol"]
+    seen = []
+
+    class Raw:
+        def __init__(self, body):
+            self.body = body
+
+        def stream(self, **kwargs):
+            yield self.body
+
+    def before_send(request, **kwargs):
+        seen.append(request)
+        if protocol == "query":
+            name = call["operation"]
+            body = ("<%sResponse><%sResult/></%sResponse>"
+                    % (name, name, name)).encode()
+        else:
+            body = b"{}"
+        return botocore.awsrequest.AWSResponse(request.url, 200, {},
+                                               Raw(body))
+
+    client.meta.events.register("before-send", before_send)
+    method = client.meta.method_to_api_mapping
+    py_name = {v: k for k, v in method.items()}[call["operation"]]
+    getattr(client, py_name)(**call["params"])
+    request = seen[-1]
+    body = request.body or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = {}
+    for name in ("Content-Type", "X-Amz-Target"):
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value.decode() if isinstance(value, bytes) \
+                else value
+    return {"method": request.method, "url": request.url,
+            "headers": headers, "body_hex": body.hex()}
+
+
 def main():
+    if sys.argv[1:] == ["--serialize"]:
+        for call in json.load(sys.stdin):
+            sys.stdout.write(json.dumps(serialize(call)) + "\n")
+        return 0
     shapes = json.load(sys.stdin)
     for shape in shapes:
         auth, creq = sign(shape)

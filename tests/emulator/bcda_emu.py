@@ -258,6 +258,12 @@ class EmuState:
     def configure(self, update):
         if not isinstance(update, dict):
             raise ValueError("config must be a JSON object")
+        if "rotate_secret" in update:
+            # {"rotate_secret": {"A9994": "new"}}: BCDA now accepts only
+            # the new secret for that client (credential rotation).
+            update = dict(update)
+            with self.lock:
+                self.clients.update(update.pop("rotate_secret"))
         for k in update:
             if k not in DEFAULT_SETTINGS:
                 raise ValueError("unknown setting %s" % k)

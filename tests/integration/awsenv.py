@@ -81,14 +81,39 @@ class Moto:
             config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
 
     def setup_export_target(self, bucket=BUCKET, prefix=PREFIX, policy_prefix=None):
-        """Bucket, KMS key, and a 'bcdad' user with exactly the shipped policy."""
+        """Bucket, KMS key, SNS topic with an SQS queue subscribed, the
+        BCDA secret in Secrets Manager, and a 'bcdad' user with exactly the
+        shipped policy."""
         s3 = self.client("s3")
         s3.create_bucket(Bucket=bucket)
         key_arn = self.client("kms").create_key(Description="bcdad test")["KeyMetadata"]["Arn"]
+        sns = self.client("sns")
+        self.topic_arn = sns.create_topic(Name="bcdad-events")["TopicArn"]
+        sqs = self.client("sqs")
+        self.queue_url = sqs.create_queue(QueueName="bcdad-events")["QueueUrl"]
+        qarn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=qarn,
+                      Attributes={"RawMessageDelivery": "false"})
+        from harness import CLIENT, SECRET
+        self.secret_arn = self.client("secretsmanager").create_secret(
+            Name="bcdad/A9994", SecretString=json.dumps(
+                {"client_id": CLIENT, "client_secret": SECRET}))["ARN"]
+        self.role_arn = "arn:aws:iam::123456789012:role/HealthLakeImport"
+        self.datastore_arn = ("arn:aws:healthlake:us-east-1:123456789012:datastore/fhir/"
+                              "0123456789abcdef0123456789abcdef")
         policy = open(os.path.join(REPO, "packaging", "iam-policy.json")).read()
-        policy = (policy.replace("${BUCKET}", bucket)
-                  .replace("${PREFIX}", prefix if policy_prefix is None else policy_prefix)
-                  .replace("${KMS_KEY_ARN}", key_arn))
+        for k, v in (("${BUCKET}", bucket),
+                     ("${PREFIX}", prefix if policy_prefix is None else policy_prefix),
+                     ("${KMS_KEY_ARN}", key_arn), ("${DATASTORE_ARN}", self.datastore_arn),
+                     ("${HEALTHLAKE_ROLE_ARN}", self.role_arn),
+                     # moto authorizes SNS and Secrets Manager calls
+                     # against the resource "*" (moto/core/responses.py
+                     # call_action), so an ARN there would deny every
+                     # call; the actions stay exactly the shipped ones.
+                     ("${SNS_TOPIC_ARN}", "*"),
+                     ("${BCDA_SECRET_ARN}", "*")):
+            policy = policy.replace(k, v)
         json.loads(policy)
         iam = self.client("iam")
         iam.create_user(UserName="bcdad")
@@ -114,6 +139,21 @@ class Moto:
     def get(self, key, bucket=BUCKET):
         return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    def messages(self, wait=0):
+        """SNS notifications delivered to the subscribed queue (parsed)."""
+        sqs = self.client("sqs")
+        out = []
+        while True:
+            r = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                    WaitTimeSeconds=wait)
+            msgs = r.get("Messages", [])
+            if not msgs:
+                return out
+            for m in msgs:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+            wait = 0
+
     def uploads_in_progress(self, bucket=BUCKET):
         return self.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
@@ -135,6 +175,7 @@ class Proxy:
     def __init__(self, target_port):
         self.records = []       # (method, path, query dict, status)
         self.hold = None        # predicate(method, path, query) -> seconds
+        self.fail = None        # predicate(method, path, query) -> status to answer
         self.epoch = 0          # bumped by release(): held requests are dropped
         self.lock = threading.Lock()
         proxy = self
@@ -150,6 +191,14 @@ class Proxy:
                 q = parse_qs(u.query, keep_blank_values=True)
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
+                status = proxy.fail(self.command, u.path, q) if proxy.fail else 0
+                if status:
+                    with proxy.lock:
+                        proxy.records.append((self.command, u.path, q, status))
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 delay = proxy.hold(self.command, u.path, q) if proxy.hold else 0
                 if delay:
                     epoch = proxy.epoch
@@ -230,3 +279,68 @@ def aws_env(env, proxy=False, **profile):
               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         env.env_extra[k] = None
     return moto, key_arn, creds, px
+
+
+class HealthLake:
+    """tests/emulator/healthlake_fake.py, reading the imported files back
+    from moto's S3."""
+
+    def __init__(self, workdir, moto, caller):
+        import sys
+        portfile = os.path.join(workdir, "healthlake.port")
+        self.log = open(os.path.join(workdir, "healthlake.log"), "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "tests", "emulator", "healthlake_fake.py"),
+             "--port", "0", "--portfile", portfile, "--s3-endpoint", moto.url,
+             "--region", REGION, "--access-key", moto.admin[0], "--secret-key", moto.admin[1],
+             "--caller", "%s:%s" % caller, "--allowed-role-arn", moto.role_arn],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(portfile) and open(portfile).read().strip(), 15,
+                 "the HealthLake fake")
+        self.url = "http://127.0.0.1:%s" % open(portfile).read().strip()
+
+    def _call(self, path, body=None):
+        import urllib.request
+        req = urllib.request.Request(self.url + path, method="POST" if body is not None
+                                     else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def config(self, **kw):
+        return self._call("/_fake/config", kw)
+
+    def stats(self):
+        return self._call("/_fake/stats")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(5)
+        self.log.close()
+
+
+def pipeline_env(env, sns_proxy=False, secrets=False, **profile):
+    """The whole pipeline: moto (S3, SNS+SQS, Secrets Manager), the
+    HealthLake fake, and a profile using all of them."""
+    moto, key_arn, creds, _ = aws_env(env, **profile)
+    hl = HealthLake(env.dir, moto, creds)
+    env.cleanups.append(hl.stop)
+    sns_url = moto.url
+    px = None
+    if sns_proxy:
+        px = Proxy(moto.port)
+        env.cleanups.append(px.stop)
+        sns_url = px.url
+    text = open(env.conf).read()
+    text = text.replace("[aws]\n", "[aws]\nhealthlake_endpoint_url = %s\nsns_endpoint_url = %s\n"
+                        "secretsmanager_endpoint_url = %s\n" % (hl.url, sns_url, moto.url))
+    extra = ("healthlake_datastore_id = 0123456789abcdef0123456789abcdef\n"
+             "healthlake_role_arn = %s\nsns_topic_arn = %s\n" % (moto.role_arn, moto.topic_arn))
+    if secrets:
+        from harness import CLIENT
+        text = text.replace("client_id = %s\n" % CLIENT, "").replace(
+            "client_secret_file = %s\n" % env.secret_file, "")
+        extra += "bcda_secret_arn = %s\n" % moto.secret_arn
+    text = text.replace("s3_bucket = ", extra + "s3_bucket = ")
+    open(env.conf, "w").write(text)
+    return moto, hl, px

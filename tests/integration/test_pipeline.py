@@ -1,0 +1,153 @@
+"""The whole pipeline: BCDA emulator -> S3 (moto) -> HealthLake (fake) ->
+SNS (moto, delivered to an SQS queue), and Secrets Manager for the BCDA
+credentials."""
+import json
+
+from harness import check, wait_for
+from awsenv import pipeline_env
+
+
+def _resources(env, jid):
+    return env.job(jid)["resources"]
+
+
+def _notifications(moto, n, timeout=20):
+    got = []
+    wait_for(lambda: got.extend(moto.messages()) or len(got) >= n, timeout,
+             "%d SNS notification(s)" % n, 0.3)
+    return got
+
+
+def test_full_pipeline(env):
+    moto, hl, _ = pipeline_env(env)
+    env.start()
+    jid = env.run()
+    j = env.wait_done(jid, timeout=120)
+    st = hl.stats()
+    check(st["jobs_created"] == 1, "imports created: %d" % st["jobs_created"])
+    imp = st["jobs"][0]
+    check(imp["resources_imported"] == j["resources"],
+          "HealthLake imported %s resources, bcdad downloaded %s" % (
+              imp["resources_imported"], j["resources"]))
+    check(imp["ClientToken"].startswith("bcdad-"), "ClientToken %s" % imp["ClientToken"])
+    msgs = _notifications(moto, 1)
+    check(len(msgs) == 1, "expected one notification, got %d" % len(msgs))
+    note = msgs[0]
+    body = json.loads(note["Message"])
+    check(body["outcome"] == "DONE" and body["job"] == jid, "message: %s" % body)
+    check(body["resources"] == j["resources"], "resources in message %s" % body["resources"])
+    check(body["import"]["status"] == "COMPLETED" and body["import"]["job_id"] == imp["JobId"],
+          "import in message: %s" % body["import"])
+    check(note["MessageAttributes"]["outcome"]["Value"] == "DONE", "attributes %s" % note)
+    check(note["MessageAttributes"]["profile"]["Value"] == env.profile, "profile attribute")
+    check(len(note["Subject"]) < 100 and "DONE" in note["Subject"], "subject %s" % note["Subject"])
+    states = [s["state"] for s in body["states"]]
+    check(states[-1] in ("NOTIFY", "IMPORT"), "states end %s" % states)
+    # No beneficiary data in the notification: the BCDA error files' MBIs.
+    check("MBI" not in note["Message"], "the message holds error file content")
+    env.stop()
+
+
+def test_bcda_credentials_from_secrets_manager(env):
+    moto, hl, _ = pipeline_env(env, secrets=True)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=120)
+    check("read from Secrets Manager" in env.log_text(), "secret not read from SM")
+    from harness import SECRET
+    check(SECRET not in env.log_text(), "the BCDA secret reached the log")
+    # Rotation: the secret changes at BCDA and in Secrets Manager, and the
+    # cached token is refused; bcdad reads the secret again after the 401.
+    moto.client("secretsmanager").put_secret_value(
+        SecretId=moto.secret_arn, SecretString=json.dumps(
+            {"client_id": "A9994", "client_secret": "rotated-secret-2"}))
+    # api_401: BCDA refuses the cached token once, as after a rotation.
+    env.emu.config(rotate_secret={"A9994": "rotated-secret-2"}, api_401=1)
+    second = env.run()
+    env.wait_done(second, timeout=120)
+    check(env.log_text().count("read from Secrets Manager") >= 2,
+          "the secret should have been read again after the rotation")
+    check("rotated-secret-2" not in env.log_text(), "the rotated secret reached the log")
+
+
+def test_kill_after_start_import_sent(env):
+    """Killed after StartFHIRImportJob reached HealthLake but before its
+    answer was recorded: the restart reuses the ClientToken, so there is
+    still exactly one import."""
+    moto, hl, _ = pipeline_env(env)
+    hl.config(hold_start_seconds=4)
+    env.start()
+    jid = env.run()
+    wait_for(lambda: hl.stats()["jobs_created"] >= 1, 90, "the import to start")
+    env.kill9()
+    hl.config(hold_start_seconds=0)
+    env.start()
+    env.wait_done(jid, timeout=120)
+    st = hl.stats()
+    check(st["jobs_created"] == 1, "imports created: %d" % st["jobs_created"])
+    check(st["start_calls"] >= 2, "the restart should have asked again: %d" % st["start_calls"])
+    check(len(_notifications(moto, 1)) == 1, "one notification")
+
+
+def test_kill_in_import_polling_and_notify(env):
+    moto, hl, _ = pipeline_env(env)
+    hl.config(in_progress_seconds=4)
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "IMPORT", timeout=90)
+    wait_for(lambda: hl.stats()["describe_calls"] >= 1, 30, "import polling")
+    env.kill9()
+    env.start()
+    env.wait_done(jid, timeout=120)
+    check(hl.stats()["jobs_created"] == 1, "one import")
+    msgs = _notifications(moto, 1)
+    check(1 <= len(msgs) <= 2, "notifications: %d" % len(msgs))
+
+
+def test_throttling_then_success(env):
+    moto, hl, _ = pipeline_env(env)
+    hl.config(throttle_next=2)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=120)
+    check(hl.stats()["throttled"] == 2, "throttled: %d" % hl.stats()["throttled"])
+    check(hl.stats()["jobs_created"] == 1, "one import")
+
+
+def test_failed_import_fails_job_and_notifies(env):
+    moto, hl, _ = pipeline_env(env)
+    hl.config(job_outcome="FAILED")
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=120)
+    check(j["state"] == "FAILED", "state %s" % j["state"])
+    check("Import failed" in j["last_error"], "error: %s" % j["last_error"])
+    msgs = _notifications(moto, 1)
+    check(len(msgs) == 1, "one FAILED notification, got %d" % len(msgs))
+    body = json.loads(msgs[0]["Message"])
+    check(body["outcome"] == "FAILED", "outcome %s" % body["outcome"])
+    check(msgs[0]["MessageAttributes"]["outcome"]["Value"] == "FAILED", "attribute")
+
+
+def test_completed_with_errors_is_announced(env):
+    moto, hl, _ = pipeline_env(env)
+    hl.config(job_outcome="COMPLETED_WITH_ERRORS")
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=120)
+    msgs = _notifications(moto, 1)
+    check(json.loads(msgs[0]["Message"])["outcome"] == "COMPLETED_WITH_ERRORS", "outcome")
+
+
+def test_sns_down_job_done_notification_later(env):
+    moto, hl, px = pipeline_env(env, sns_proxy=True)
+    px.fail = lambda m, p, q: 503
+    env.start()
+    jid = env.run()
+    j = env.wait_done(jid, timeout=120)
+    check(j["state"] == "DONE", "the outcome must not depend on SNS")
+    check(moto.messages() == [], "nothing can have been delivered yet")
+    px.fail = None
+    msgs = _notifications(moto, 1, timeout=30)
+    check(len(msgs) == 1, "the owed notification arrives once SNS is back")
+    check(json.loads(msgs[0]["Message"])["job"] == jid, "for the right job")
