@@ -330,9 +330,11 @@ step_s3_put(struct ejob *j)
 		return;
 	}
 	if (j->manifest_done) {
+		key = upload_key(p->s3_prefix, p->name, j->row.transaction_time,
+		    "");
 		snprintf(why, sizeof(why), "%zu files and manifest.json in "
-		    "s3://%s/%s%s/%s/", j->nfiles, p->s3_bucket, p->s3_prefix,
-		    p->name, j->row.transaction_time);
+		    "s3://%s/%s", j->nfiles, p->s3_bucket, key ? key : "");
+		free(key);
 		j->manifest_done = 0;
 		ej_enter(j, JOB_IMPORT, why, NULL, NULL);
 		return;

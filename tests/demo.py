@@ -1,8 +1,11 @@
-"""make demo: one complete export against the bundled BCDA emulator.
+"""make demo: one complete export through every state, on loopback.
 
-Starts the emulator on 127.0.0.1, writes a configuration, starts bcdad,
-runs an export of the fixture data, prints `bcdad status` at every change
-of state, and shows what landed on disk.
+Starts the BCDA emulator, moto (S3, KMS, SNS, SQS, Secrets Manager, IAM,
+with signature checking on) and the HealthLake fake; writes a
+configuration; starts bcdad; runs an export of the fixture data; prints
+`bcdad status` at every change; and ends with the objects in S3, the
+HealthLake import's result and the SNS notification, as received by an
+SQS queue subscribed to the topic.
 """
 import json
 import os
@@ -11,6 +14,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))
 import harness  # noqa: E402
+import awsenv  # noqa: E402
+
+NAMES = ["NEW", "TOKEN", "KICKOFF", "POLL", "DOWNLOAD", "S3_PUT", "IMPORT", "NOTIFY",
+         "DONE", "FAILED", "CANCELLED"]
 
 
 def main():
@@ -18,14 +25,18 @@ def main():
     harness.BIN = os.path.join(harness.REPO, build, "bcdad")
     env = harness.Env("demo")
     try:
-        # Slow the emulator a little so each state can be seen.
+        print("Starting the BCDA emulator, moto and the HealthLake fake on 127.0.0.1 ...")
+        moto, hl, _ = awsenv.pipeline_env(env, secrets=True)
+        # Slow things a little so each state can be seen.
         env.emu.config(pending_seconds=1, job_seconds=3, error_lines=3, lines_per_file=2)
+        hl.config(submitted_seconds=1, in_progress_seconds=2)
         env.start()
         print("bcdad is running (config %s)\n" % env.conf)
+        print(open(env.conf).read())
         jid = env.run()
         print("$ bcdad run %s\nstarted job %d\n" % (env.profile, jid))
         last = None
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             j = env.job(jid)
             key = (j["state"], j["progress"], j["files_done"])
@@ -41,24 +52,26 @@ def main():
             print(env.log_text()[-3000:])
             return 1
         print("Job history (from SQLite):")
-        names = ["NEW", "TOKEN", "KICKOFF", "POLL", "DOWNLOAD", "S3_PUT", "IMPORT",
-                 "NOTIFY", "DONE", "FAILED", "CANCELLED"]
         for frm, to, why in env.history(jid):
-            print("  %-9s -> %-9s %s" % (names[frm] if frm is not None and frm >= 0 else "",
-                                         names[to], why))
-        d = j["dir"]
-        print("\nExport in %s:" % d)
-        for root, _, files in os.walk(d):
-            for f in sorted(files):
-                p = os.path.join(root, f)
-                print("  %-40s %9d bytes" % (os.path.relpath(p, d), os.path.getsize(p)))
-        man = json.load(open(os.path.join(d, "manifest.json")))
-        print("\nmanifest.json: %d files, transactionTime %s, errors %s"
-              % (len(man["files"]), man["transactionTime"], man["errors"]))
-        env.check_export_matches(jid)
-        print("Every file is byte-identical to what the emulator served.")
+            print("  %-9s -> %-9s %s" % (NAMES[frm] if frm is not None else "", NAMES[to], why))
+        print("\nObjects in s3://%s (moto):" % awsenv.BUCKET)
+        for k, size in sorted(moto.objects().items()):
+            print("  %-70s %9d bytes" % (k, size))
+        imp = hl.stats()["jobs"][0]
+        print("\nHealthLake import %s: %s, %d resources imported %s"
+              % (imp["JobId"], imp["status"], imp["resources_imported"],
+                 json.dumps(imp["per_type"], sort_keys=True)))
+        got = []
+        harness.wait_for(lambda: got.extend(moto.messages()) or got, 20, "the notification")
+        note = got[0]
+        print("\nSNS notification received on the subscribed SQS queue:")
+        print("  Subject: %s" % note["Subject"])
+        print("  Attributes: %s" % {k: v["Value"] for k, v in note["MessageAttributes"].items()})
+        print("  Message: %s" % json.dumps(json.loads(note["Message"]), indent=2)
+              .replace("\n", "\n  "))
         env.stop()
-        print("\nDemo complete: bcdad stopped cleanly.")
+        print("\nDemo complete: token -> kickoff -> poll -> download -> S3 put -> "
+              "HealthLake import -> notify, and bcdad stopped cleanly.")
         return 0
     finally:
         env.close()
