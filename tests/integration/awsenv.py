@@ -115,6 +115,7 @@ class Moto:
                      ("${BCDA_SECRET_ARN}", "*")):
             policy = policy.replace(k, v)
         json.loads(policy)
+        self.policy = policy        # the shipped policy, filled in
         iam = self.client("iam")
         iam.create_user(UserName="bcdad")
         iam.put_user_policy(UserName="bcdad", PolicyName="bcdad", PolicyDocument=policy)

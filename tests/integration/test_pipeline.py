@@ -151,3 +151,25 @@ def test_sns_down_job_done_notification_later(env):
     msgs = _notifications(moto, 1, timeout=30)
     check(len(msgs) == 1, "the owed notification arrives once SNS is back")
     check(json.loads(msgs[0]["Message"])["job"] == jid, "for the right job")
+
+
+def test_kill_in_notify(env):
+    """Killed while the publish is on its way: the job still completes,
+    and the outcome is announced at most twice (only a kill between the
+    publish and its record can repeat it)."""
+    moto, hl, px = pipeline_env(env, sns_proxy=True)
+    # Hold the publish before it reaches SNS, and kill while it is held.
+    px.hold = lambda m, p, q: 3
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "NOTIFY", timeout=120)
+    wait_for(lambda: env.log_text().count("NOTIFY") and True, 5, "NOTIFY")
+    import time
+    time.sleep(0.5)
+    env.kill9()
+    px.release()
+    env.start()
+    env.wait_done(jid, timeout=120)
+    msgs = _notifications(moto, 1)
+    check(1 <= len(msgs) <= 2, "notifications: %d" % len(msgs))
+    check(hl.stats()["jobs_created"] == 1, "one import")

@@ -173,11 +173,7 @@ def _role_creds(moto, key_arn, name="bcdad-role"):
         "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/admin"},
         "Action": "sts:AssumeRole"}]}
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
-    policy = (open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "packaging", "iam-policy.json")).read()
-              .replace("${BUCKET}", "bcdad-exports").replace("${PREFIX}", "exports/")
-              .replace("${KMS_KEY_ARN}", key_arn))
-    iam.put_role_policy(RoleName=name, PolicyName="bcdad", PolicyDocument=policy)
+    iam.put_role_policy(RoleName=name, PolicyName="bcdad", PolicyDocument=moto.policy)
     c = moto.client("sts").assume_role(RoleArn=role["Role"]["Arn"],
                                        RoleSessionName="bcdad")["Credentials"]
     return role["Role"]["Arn"], c
@@ -232,3 +228,42 @@ def test_credentials_from_web_identity(env):
     check(_fake_call(sts, "/_fake/stats")["sts_calls"] >= 1, "STS not called")
     check("credentials from web-identity" in env.log_text(), "log should name the source")
     check(token not in env.log_text(), "web identity token in the log")
+
+
+def test_credentials_from_shared_file_profile(env):
+    """AWS_PROFILE selects a profile of AWS_SHARED_CREDENTIALS_FILE."""
+    moto, _, creds, _ = aws_env(env)
+    path = os.path.join(env.dir, "aws-credentials")
+    with open(path, "w") as f:
+        f.write("[default]\naws_access_key_id = AKIAWRONGWRONGWRONG\n"
+                "aws_secret_access_key = wrong\n\n"
+                "[exports]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % creds)
+    env.env_extra.update({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                          "AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "exports"})
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
+    check("credentials from shared-credentials-file" in env.log_text(), "source not logged")
+
+
+def test_credentials_from_ecs(env):
+    """AWS_CONTAINER_CREDENTIALS_FULL_URI with the authorization token file."""
+    moto, key_arn, _, _ = aws_env(env)
+    _, tmp = _role_creds(moto, key_arn)
+    fake = _start_imds(env)
+    _fake_call(fake, "/_fake/config", {"access_key_id": tmp["AccessKeyId"],
+                                       "secret_access_key": tmp["SecretAccessKey"],
+                                       "session_token": tmp["SessionToken"],
+                                       "ecs_token": "ecs-token-42"})
+    tokfile = os.path.join(env.dir, "ecs-token")
+    open(tokfile, "w").write("ecs-token-42")
+    env.env_extra.update({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                          "AWS_CONTAINER_CREDENTIALS_FULL_URI": fake + "/ecs/creds",
+                          "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokfile})
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
+    check(_fake_call(fake, "/_fake/stats")["ecs_gets"] >= 1, "ECS endpoint not used")
+    check("credentials from ecs" in env.log_text(), "source not logged")
