@@ -13,6 +13,23 @@
 
 #include "aws.h"
 
+char *
+aws_endpoint(const char *configured, const char *service, const char *region)
+{
+	size_t n;
+	char *b;
+
+	if (configured != NULL) {
+		n = strlen(configured);
+		return strndup(configured, n - (n > 0 &&
+		    configured[n - 1] == '/'));
+	}
+	if (asprintf(&b, "https://%s.%s.amazonaws.com%s", service, region,
+	    strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
+		return NULL;
+	return b;
+}
+
 /* "https://host:port" -> "host:port" (the Host header and what is signed). */
 static const char *
 host_of(const char *base)

@@ -37,6 +37,13 @@ struct aws_call {
 };
 
 /*
+ * The base URL of a service: the configured endpoint without a trailing
+ * '/', or https://<service>.<region>.amazonaws.com (.com.cn in China).
+ */
+char		*aws_endpoint(const char *configured, const char *service,
+		    const char *region);
+
+/*
  * Builds the request, signed with creds at now.  Returns NULL on
  * out-of-memory or a signing error.
  */

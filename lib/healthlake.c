@@ -17,21 +17,6 @@
 
 #include "healthlake.h"
 
-/* Base URL: the endpoint without a trailing '/', or AWS's for the region. */
-static char *
-hl_base(const char *endpoint, const char *region)
-{
-	char *b;
-
-	if (endpoint != NULL)
-		return strndup(endpoint, strlen(endpoint) -
-		    (endpoint[0] && endpoint[strlen(endpoint) - 1] == '/'));
-	if (asprintf(&b, "https://healthlake.%s.amazonaws.com%s", region,
-	    strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
-		return NULL;
-	return b;
-}
-
 /* Signs POST / carrying body (consumed) as operation op. */
 static struct http_req *
 hl_call(const char *endpoint, const char *region, const char *op,
@@ -46,7 +31,7 @@ hl_call(const char *endpoint, const char *region, const char *op,
 		errno = body == NULL ? ENOMEM : EINVAL;
 		goto out;
 	}
-	if ((base = hl_base(endpoint, region)) == NULL ||
+	if ((base = aws_endpoint(endpoint, "healthlake", region)) == NULL ||
 	    (text = json_dumps(body, JSON_COMPACT)) == NULL) {
 		errno = ENOMEM;
 		goto out;

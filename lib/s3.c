@@ -35,11 +35,7 @@ s3_where(const struct s3_loc *l, const char *key, char **base, char **path)
 	if ((ekey = sigv4_uri_encode(key, strlen(key), 0)) == NULL)
 		return -ENOMEM;
 	if (path_style) {
-		if (l->endpoint != NULL)
-			*base = strdup(l->endpoint);
-		else if (asprintf(base, "https://s3.%s.amazonaws.com",
-		    l->region) < 0)
-			*base = NULL;
+		*base = aws_endpoint(l->endpoint, "s3", l->region);
 		if (asprintf(path, "/%s/%s", l->bucket, ekey) < 0)
 			*path = NULL;
 	} else {

@@ -35,12 +35,7 @@ sm_get_secret_value(const char *endpoint, const char *region,
 		errno = EINVAL;	/* not UTF-8 */
 		return NULL;
 	}
-	if (endpoint != NULL)
-		base = strndup(endpoint, strlen(endpoint) - (endpoint[0] &&
-		    endpoint[strlen(endpoint) - 1] == '/'));
-	else if (asprintf(&base, "https://secretsmanager.%s.amazonaws.com%s",
-	    region, strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
-		base = NULL;
+	base = aws_endpoint(endpoint, "secretsmanager", region);
 	if (base == NULL || (text = json_dumps(body, JSON_COMPACT)) == NULL) {
 		errno = ENOMEM;
 		goto out;

@@ -186,12 +186,7 @@ sns_publish(const char *endpoint, const char *region, const char *topic_arn,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (endpoint != NULL)
-		base = strndup(endpoint, strlen(endpoint) - (endpoint[0] &&
-		    endpoint[strlen(endpoint) - 1] == '/'));
-	else if (asprintf(&base, "https://sns.%s.amazonaws.com%s", region,
-	    strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
-		base = NULL;
+	base = aws_endpoint(endpoint, "sns", region);
 	if (base == NULL || (f = open_memstream(&body, &len)) == NULL)
 		goto nomem;
 	/* botocore's order: Action, Version, then the caller's members. */
