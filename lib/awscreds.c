@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "awscreds.h"
+#include "iso8601.h"
 #include "log.h"
 
 #define IMDS_DEFAULT_ENDPOINT	"http://169.254.169.254"
@@ -286,75 +287,15 @@ fmt_time(int64_t t, char *buf, size_t len)
 		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int
-digits(const char *s, int n, int *out)
-{
-	int v = 0, i;
-
-	for (i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 int
 awscreds_parse_time(const char *s, int64_t *out)
 {
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-	    30, 31 };
-	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-	struct tm tm;
 	time_t t;
+	int rc;
 
-	if (s == NULL || strlen(s) < 19)
-		return -EINVAL;
-	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || digits(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) ||
-	    s[16] != ':' || digits(s + 17, 2, &sec))
-		return -EINVAL;
-	s += 19;
-	if (*s == '.' || *s == ',') {
-		s++;
-		if (!isdigit((unsigned char)*s))
-			return -EINVAL;
-		while (isdigit((unsigned char)*s))
-			s++;
-	}
-	if (*s == 'Z' || *s == 'z') {
-		s++;
-	} else if (*s == '+' || *s == '-') {
-		sign = *s == '-' ? -1 : 1;
-		s++;
-		if (digits(s, 2, &oh))
-			return -EINVAL;
-		s += 2;
-		if (*s == ':')
-			s++;
-		if (digits(s, 2, &om))
-			return -EINVAL;
-		s += 2;
-	} else {
-		return -EINVAL;
-	}
-	if (*s != '\0' || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-	    h > 23 || mi > 59 || sec > 60 || oh > 23 || om > 59)
-		return -EINVAL;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	if ((t = timegm(&tm)) == (time_t)-1)
-		return -EINVAL;
-	*out = (int64_t)t - sign * (oh * 3600 + om * 60);
-	return 0;
+	if ((rc = iso8601_parse(s, ISO8601_LENIENT, &t)) == 0)
+		*out = (int64_t)t;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- */

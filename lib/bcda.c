@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "bcda.h"
+#include "iso8601.h"
 
 static const char *const endpoint_paths[] = {
 	[EP_PATIENT]		= "Patient/$export",
@@ -90,77 +91,10 @@ bcda_parse_progress(const char *xp)
 	return v > 100 ? -1 : (int)v;
 }
 
-static int
-digits(const char *s, int n, int *out)
-{
-	int i, v = 0;
-
-	for (i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* So that 2026-02-30 is refused instead of becoming March 2. */
-static int
-days_in_month(int y, int mo)
-{
-	static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
-	    30, 31 };
-
-	if (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
-		return 29;
-	return dim[mo - 1];
-}
-
 int
 bcda_parse_instant(const char *s, time_t *out)
 {
-	struct tm tm;
-	int y, mo, d, h, mi, sec, oh, om, sign;
-	const char *p;
-	time_t t;
-
-	memset(&tm, 0, sizeof(tm));
-	if (strlen(s) < 20 || digits(s, 4, &y) || s[4] != '-' ||
-	    digits(s + 5, 2, &mo) || s[7] != '-' || digits(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't') || digits(s + 11, 2, &h) ||
-	    s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
-	    digits(s + 17, 2, &sec))
-		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-	    h > 23 || mi > 59 || sec > 60)
-		return -EINVAL;
-	p = s + 19;
-	if (*p == '.') {
-		if (!isdigit((unsigned char)p[1]))
-			return -EINVAL;
-		for (p++; isdigit((unsigned char)*p); p++)
-			;
-	}
-	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
-		oh = om = 0;
-		sign = 1;
-	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 &&
-	    digits(p + 1, 2, &oh) == 0 && p[3] == ':' &&
-	    digits(p + 4, 2, &om) == 0 && oh <= 23 && om <= 59) {
-		sign = *p == '-' ? -1 : 1;
-	} else {
-		return -EINVAL;
-	}
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	if ((t = timegm(&tm)) == (time_t)-1)
-		return -EINVAL;
-	*out = t - sign * (oh * 3600 + om * 60);
-	return 0;
+	return iso8601_parse(s, 0, out);
 }
 
 int

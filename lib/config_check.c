@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "iso8601.h"
 
 #define PREFIX_MAX		512	/* leaves room for the key names */
 
@@ -174,21 +175,6 @@ config_parse_bool(const char *s, int *out)
 	return 0;
 }
 
-static int
-digits(const char **p, int n, int *out)
-{
-	int v = 0;
-
-	while (n-- > 0) {
-		if (!isdigit((unsigned char)**p))
-			return -1;
-		v = v * 10 + (**p - '0');
-		(*p)++;
-	}
-	*out = v;
-	return 0;
-}
-
 /*
  * An RFC 3339 instant with a zone, as BCDA's time.RFC3339Nano parse wants:
  * YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm).
@@ -196,36 +182,7 @@ digits(const char **p, int n, int *out)
 int
 config_valid_instant(const char *s)
 {
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30,
-	    31, 30, 31 };
-	int y, mo, d, h, mi, sec, zh, zm, dim, nfrac = 0;
-
-	if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) ||
-	    *s++ != '-' || digits(&s, 2, &d) || *s++ != 'T' ||
-	    digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) ||
-	    *s++ != ':' || digits(&s, 2, &sec))
-		return 0;
-	if (*s == '.') {
-		for (s++; isdigit((unsigned char)*s); s++)
-			nfrac++;
-		if (nfrac < 1 || nfrac > 9)
-			return 0;
-	}
-	if (*s == 'Z') {
-		s++;
-	} else if (*s == '+' || *s == '-') {
-		s++;
-		if (digits(&s, 2, &zh) || *s++ != ':' || digits(&s, 2, &zm) ||
-		    zh > 23 || zm > 59)
-			return 0;
-	} else
-		return 0;
-	if (*s != '\0' || mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 59)
-		return 0;
-	dim = mdays[mo - 1];
-	if (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
-		dim = 29;
-	return d >= 1 && d <= dim;
+	return iso8601_parse(s, 0, NULL) == 0;
 }
 
 static int
