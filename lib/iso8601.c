@@ -44,7 +44,8 @@ iso8601_parse(const char *s, int flags, time_t *out)
 	if (s == NULL || digits(&s, 4, &y) || *s++ != '-' ||
 	    digits(&s, 2, &mo) || *s++ != '-' || digits(&s, 2, &d))
 		return -EINVAL;
-	if (*s != 'T' && *s != 't' && !(lenient && *s == ' '))
+	/* BCDA's Go parser takes 'T' and 'Z' only; AWS may write others. */
+	if (*s != 'T' && !(lenient && (*s == 't' || *s == ' ')))
 		return -EINVAL;
 	s++;
 	if (digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) ||
@@ -56,7 +57,7 @@ iso8601_parse(const char *s, int flags, time_t *out)
 		if (nfrac < 1 || nfrac > 9)
 			return -EINVAL;
 	}
-	if (*s == 'Z' || *s == 'z') {
+	if (*s == 'Z' || (lenient && *s == 'z')) {
 		s++;
 	} else if (*s == '+' || *s == '-') {
 		sign = *s++ == '-' ? -1 : 1;

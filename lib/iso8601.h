@@ -9,8 +9,9 @@
 #include <time.h>
 
 /*
- * Also accept ' ' between date and time, ',' before the fraction and
- * offsets without a colon (+0500), as AWS services write them.
+ * Also accept 't' or ' ' between date and time, 'z', ',' before the
+ * fraction and offsets without a colon (+0500), as AWS services may write
+ * them.  Without it, only what BCDA's Go RFC 3339 parser takes.
  */
 #define ISO8601_LENIENT	1
 
