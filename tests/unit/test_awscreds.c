@@ -90,7 +90,7 @@ fake_req(const char *method, const char *path, const char *body,
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, 5L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
 	if (curl_easy_perform(e) != CURLE_OK)
 		T_FAIL("request to the fake %s failed", path);
 	if (status != NULL)
@@ -230,7 +230,7 @@ setup_once(void)
 static void
 env_reset(void)
 {
-	char names[64][128], home[300];
+	char names[64][128], home[300], *s;
 	int n = 0, i;
 	char **e;
 
@@ -250,7 +250,12 @@ env_reset(void)
 	setenv("HOME", home, 1);
 	/* Never reach for the real 169.254.169.254 from a test. */
 	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake_url, 1);
-	free(fake_req("POST", "/_fake/reset", "{}", NULL, NULL));
+	/* A reset that did not arrive would leave the last test's settings. */
+	if ((s = fake_req("POST", "/_fake/reset", "{}", NULL, NULL)) == NULL) {
+		fprintf(stderr, "the IMDS fake did not take the reset\n");
+		exit(1);
+	}
+	free(s);
 }
 
 /* Writes content to $HOME-relative or absolute path; returns the path. */
@@ -290,7 +295,7 @@ run_until(int *flag, struct awscreds *ac)
 
 	timed_out = 0;
 	uv_timer_init(&loop, &timer);
-	uv_timer_start(&timer, on_timeout, 5000, 0);
+	uv_timer_start(&timer, on_timeout, 20000, 0);
 	while (!timed_out && (flag ? !*flag : awscreds_busy(ac)))
 		uv_run(&loop, UV_RUN_ONCE);
 	uv_timer_stop(&timer);
