@@ -143,6 +143,18 @@ ej_fail(struct ejob *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (j->row.state == JOB_NOTIFY) {
+		/*
+		 * The export is complete: a notification that cannot be sent
+		 * does not make it fail.  It is owed and retried later.
+		 */
+		JLOG(LOG_LVL_WARN, j, "%s; the outcome is kept and announced "
+		    "later", buf);
+		j->row.notify_state = 1;
+		ej_enter(j, JOB_DONE, "export complete; notification pending",
+		    NULL, NULL);
+		return;
+	}
 	ej_set_error(j, "%s", buf);
 	ej_enter(j, JOB_FAILED, buf, NULL, NULL);
 }
@@ -196,6 +208,13 @@ on_delete(struct ejob *j, const struct http_resp *resp)
 static void
 step_cancel(struct ejob *j)
 {
+	if (j->row.state == JOB_NOTIFY) {
+		/* Export and import are done: only the announcement is left. */
+		j->row.cancel_requested = 0;
+		store_job_save(j->e->st, &j->row);
+		step_notify(j);
+		return;
+	}
 	ej_cancel_transfers(j);
 	if (j->row.state == JOB_POLL && j->row.status_url != NULL) {
 		/* Tell BCDA too, so it stops working and frees the ACO. */
@@ -257,7 +276,7 @@ wake_cb(uv_timer_t *t)
 		next = TAILQ_NEXT(j, entry);
 		if (e->stopping)
 			break;
-		if (j->req != NULL || j->next_at > now)
+		if (j->req != NULL || j->aws_wait || j->next_at > now)
 			continue;
 		if (j->dead) {
 			if (ej_notify_owed(j)) {
@@ -302,7 +321,12 @@ engine_arm(struct engine *e)
 		uv_timer_stop(&e->wake);
 		return;
 	}
-	uv_timer_start(&e->wake, wake_cb, first > now ? first - now : 0, 0);
+	/*
+	 * At least 1 ms: libuv runs a timer re-armed at 0 again in the same
+	 * pass, before any I/O, so a job that kept asking to run now would
+	 * starve the sockets.
+	 */
+	uv_timer_start(&e->wake, wake_cb, first > now ? first - now : 1, 0);
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -500,6 +524,12 @@ engine_cancel(struct engine *e, int64_t id, char *err, size_t errlen)
 			snprintf(err, errlen, "job %lld is already being "
 			    "cancelled", (long long)id);
 			return -EALREADY;
+		}
+		if (j->row.state == JOB_NOTIFY) {
+			snprintf(err, errlen, "job %lld is complete and "
+			    "announcing its outcome; nothing to cancel",
+			    (long long)id);
+			return -EBUSY;
 		}
 		j->row.cancel_requested = (int64_t)time(NULL);
 		if (store_job_save(e->st, &j->row) != 0) {

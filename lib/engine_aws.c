@@ -41,6 +41,14 @@ with_creds(void *arg, const struct aws_creds *c, const char *error)
 	j->aws_wait = 0;
 	if (j->e->stopping)
 		return;
+	/* Cancelled or ended while the credentials were on their way. */
+	if ((j->dead && !ej_notify_owed(j)) ||
+	    (!j->dead && j->row.cancel_requested)) {
+		j->aws_fn = NULL;
+		j->next_at = ej_now(j->e);
+		engine_arm(j->e);
+		return;
+	}
 	if (c == NULL) {
 		j->aws_fn = NULL;
 		if (j->dead)
@@ -54,8 +62,12 @@ with_creds(void *arg, const struct aws_creds *c, const char *error)
 	    http_start(j->e->http, r, aws_done, j) != 0) {
 		http_req_free(r);
 		j->aws_fn = NULL;
-		if (!j->dead)
+		if (!j->dead) {
 			ej_retry(j, -1, "cannot build an AWS request");
+		} else {
+			j->next_at = ej_now(j->e) + 60000;
+			engine_arm(j->e);
+		}
 		return;
 	}
 	j->req = r;
@@ -478,7 +490,7 @@ published(struct ejob *j, const struct http_resp *resp, int owed)
 		engine_arm(j->e);
 		return;
 	}
-	if (++j->attempts < NOTIFY_TRIES && aws_retryable(resp, &e)) {
+	if (j->attempts + 1 < NOTIFY_TRIES && aws_retryable(resp, &e)) {
 		ej_retry(j, -1, "%s", why);
 		return;
 	}

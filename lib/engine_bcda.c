@@ -304,6 +304,8 @@ need_token(struct ejob *j)
 			j->next_at = NEVER;
 			return 0;
 		}
+		/* A new attempt: only its own answer may reject it. */
+		pt->rejected = 0;
 		url = bcda_token_url(pt->prof);
 		pt->req = url ? http_req_new("POST", url) : NULL;
 		free(url);

@@ -222,7 +222,7 @@ start_download(struct ejob *j, size_t i)
 		return;
 	}
 	if ((d = calloc(1, sizeof(*d))) == NULL)
-		return;
+		goto nomem;
 	d->job = j;
 	d->idx = i;
 	/* Error files live in a subdirectory: errors/OperationOutcome-n. */
@@ -230,7 +230,7 @@ start_download(struct ejob *j, size_t i)
 	if (asprintf(&dir, "%s%s%.*s", j->row.out_dir, slash ? "/" : "",
 	    slash ? (int)(slash - f->name) : 0, f->name) < 0) {
 		free(d);
-		return;
+		goto nomem;
 	}
 	rc = fetch_open(dir, slash ? slash + 1 : f->name,
 	    f->kind == FILE_ERROR ? "OperationOutcome" : f->type,
@@ -249,7 +249,7 @@ start_download(struct ejob *j, size_t i)
 		fetch_free(d->fetch);
 		http_req_free(d->req);
 		free(d);
-		return;
+		goto nomem;
 	}
 	http_req_header(d->req, auth);
 	explicit_bzero(auth, strlen(auth));
@@ -267,6 +267,10 @@ start_download(struct ejob *j, size_t i)
 		ej_dl_free(d);
 		ej_file_failed(j, i, 0, -1, "cannot start the download");
 	}
+	return;
+nomem:
+	/* Tried again later, so the job does not wait on nothing. */
+	ej_file_failed(j, i, 0, -1, "out of memory");
 }
 
 static json_t *

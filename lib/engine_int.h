@@ -58,6 +58,7 @@ struct fsched {
 	uint64_t	 next_at;
 	uint64_t	 up_next_at;	/* when to try the S3 upload again */
 	struct upload	*up;		/* S3 upload in flight */
+	void		*up_arg;	/* its callback's argument, ours to free */
 	int		 reauth;
 	struct dl	*dl;
 };
@@ -90,6 +91,7 @@ struct ejob {
 	int		 nup;		/* S3 uploads in flight, manifest too */
 	struct upload	*manifest_up;
 	int		 manifest_done;
+	int		 s3_swept;	/* stale local copies removed once */
 	int		 dead;
 };
 

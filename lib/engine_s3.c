@@ -39,12 +39,18 @@ region_cb(void *arg, const char *region, const char *error)
 		    error ? error : "unknown error");
 		log_warnx("no AWS region: %s", e->region_error);
 	}
-	TAILQ_FOREACH(j, &e->jobs, entry)
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		/* Secrets Manager needed the region for the BCDA token. */
+		if (j->waiting_token) {
+			j->waiting_token = 0;
+			j->next_at = ej_now(e);
+		}
 		if (j->next_at == NEVER && !j->aws_wait && j->req == NULL &&
 		    (j->row.state == JOB_S3_PUT || j->row.state ==
 		    JOB_IMPORT || j->row.state == JOB_NOTIFY ||
 		    ej_notify_owed(j)))
 			j->next_at = ej_now(e);
+	}
 	engine_arm(e);
 }
 
@@ -135,6 +141,7 @@ file_uploaded(struct upload *u, int rc, const char *why, void *arg)
 
 	(void)u;
 	s->up = NULL;
+	s->up_arg = NULL;
 	free(fu);
 	if (rc != 0) {
 		f->s3_state = S3_FAILED;
@@ -187,11 +194,13 @@ start_upload(struct ejob *j, size_t i)
 	}
 	fu->job = j;
 	fu->idx = i;
+	j->fs[i].up_arg = fu;
 	loc_of(j, &l);
 	rc = upload_start(&j->e->uenv, &l, f, path, key,
 	    (unsigned long long)p->multipart_threshold, file_uploaded, fu,
 	    &j->fs[i].up);
 	if (rc != 0) {
+		j->fs[i].up_arg = NULL;
 		free(fu);
 		snprintf(why, sizeof(why), "cannot upload %s: %s", path,
 		    strerror(-rc));
@@ -242,6 +251,8 @@ ej_s3_cancel(struct ejob *j)
 		if (j->fs[i].up != NULL) {
 			upload_cancel(j->fs[i].up);
 			j->fs[i].up = NULL;
+			free(j->fs[i].up_arg);
+			j->fs[i].up_arg = NULL;
 			j->nup--;
 			j->e->nup--;
 		}
@@ -279,7 +290,7 @@ step_s3_put(struct ejob *j)
 	const struct profile *p;
 	struct s3_loc l;
 	size_t i, pending = 0, failed = 0, first = 0;
-	uint64_t next = NEVER;
+	uint64_t next = NEVER, now = ej_now(j->e);
 	char *path, *key, why[512];
 	int rc;
 
@@ -304,18 +315,25 @@ step_s3_put(struct ejob *j)
 
 		if (f->s3_state == S3_FAILED && failed++ == 0)
 			first = i;
+		/*
+		 * Only a retry in the future sets a wake-up: a file that waits
+		 * for a free upload slot is woken when one frees (up_finished),
+		 * and waking now would spin the loop.
+		 */
 		if (f->s3_state == S3_PENDING) {
 			pending++;
-			if (j->fs[i].up == NULL && j->fs[i].up_next_at < next)
+			if (j->fs[i].up == NULL && j->fs[i].up_next_at > now &&
+			    j->fs[i].up_next_at < next)
 				next = j->fs[i].up_next_at;
 		}
 		/* A restart may fall between recording and removing. */
-		if (f->s3_state == S3_DONE && !p->keep_local &&
+		if (!j->s3_swept && f->s3_state == S3_DONE && !p->keep_local &&
 		    (path = local_path(j, f->name)) != NULL) {
 			unlink(path);
 			free(path);
 		}
 	}
+	j->s3_swept = 1;
 	if (pending > 0 || j->manifest_up != NULL) {
 		j->next_at = next;
 		engine_arm(j->e);

@@ -50,6 +50,7 @@ struct upload {
 	uv_timer_t	 timer;
 	uv_work_t	 work;
 	int		 working;
+	int		 creds_wait;	/* awscreds_get has not called back */
 	int		 attempts;
 	int		 cancelled;
 	int		 final_rc;
@@ -388,6 +389,7 @@ with_creds(void *arg, const struct aws_creds *c, const char *error)
 	uint64_t off, len;
 	int rc;
 
+	u->creds_wait = 0;
 	if (u->cancelled) {
 		up_free(u);
 		return;
@@ -439,6 +441,7 @@ with_creds(void *arg, const struct aws_creds *c, const char *error)
 static void
 run(struct upload *u)
 {
+	u->creds_wait = 1;
 	awscreds_get(u->env.creds, with_creds, u);
 }
 
@@ -540,6 +543,6 @@ upload_cancel(struct upload *u)
 		u->req = NULL;
 	}
 	/* A hash on the thread pool, or a credentials fetch, finishes first. */
-	if (!u->working && !awscreds_busy(u->env.creds))
+	if (!u->working && !u->creds_wait)
 		up_free(u);
 }

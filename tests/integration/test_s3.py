@@ -267,3 +267,24 @@ def test_credentials_from_ecs(env):
     _check_objects(env, moto, jid)
     check(_fake_call(fake, "/_fake/stats")["ecs_gets"] >= 1, "ECS endpoint not used")
     check("credentials from ecs" in env.log_text(), "source not logged")
+
+
+def test_uploads_waiting_for_a_slot_do_not_stall_the_daemon(env):
+    """More files than upload slots at S3_PUT, with S3 answering slowly:
+    the daemon keeps answering its control socket and finishes the job
+    (it once re-armed its timer at 0 and starved every socket)."""
+    moto, _, _, px = aws_env(env, proxy=True)
+    text = open(env.conf).read().replace("log_level = debug",
+                                         "log_level = debug\nmax_downloads = 1")
+    open(env.conf, "w").write(text)
+    env.emu.config(lines_per_file=2)
+    px.hold = lambda m, p, q: 1 if m == "PUT" else 0
+    env.start()
+    jid = env.run()
+    env.wait_state(jid, "S3_PUT", timeout=60)
+    # The control socket answers while uploads wait for the one slot.
+    check(env.job(jid)["state"] in ("S3_PUT", "IMPORT", "NOTIFY", "DONE"),
+          "status answered with a wrong state")
+    px.hold = None
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
