@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +185,7 @@ fail:
 char *
 bcda_jobs_url(const struct profile *p)
 {
-	return api_base(p, "jobs?_status=Pending,In%20Progress");
+	return api_base(p, "jobs?_status=Pending,In%20Progress,Completed");
 }
 
 char *
@@ -328,11 +329,14 @@ url_decoded(const char *s)
 }
 
 char *
-bcda_find_job(const char *body, size_t len, const char *kickoff_url)
+bcda_find_job(const char *body, size_t len, const char *kickoff_url,
+    time_t not_before)
 {
 	json_t *root, *entries, *e, *task, *in, *id, *status;
-	const char *vs, *st, *sys;
+	const char *vs, *st, *sys, *start;
 	char *want = NULL, *got, *url = NULL;
+	time_t t, best = 0;
+	int live;
 	size_t i;
 
 	if ((root = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL)) ==
@@ -352,20 +356,37 @@ bcda_find_job(const char *body, size_t len, const char *kickoff_url)
 		if (vs == NULL || st == NULL || sys == NULL ||
 		    !json_is_string(json_object_get(id, "value")))
 			continue;
-		if (strcmp(st, "accepted") != 0 && strcmp(st, "in-progress") != 0)
+		live = strcmp(st, "accepted") == 0 ||
+		    strcmp(st, "in-progress") == 0;
+		/*
+		 * A completed job is ours only if it started after our kickoff
+		 * was sent: the same URL may have been exported before.
+		 */
+		start = json_string_value(json_object_get(json_object_get(task,
+		    "executionPeriod"), "start"));
+		if (!live && (strcmp(st, "completed") != 0 || start == NULL ||
+		    iso8601_parse(start, ISO8601_LENIENT, &t) != 0 ||
+		    t < not_before))
 			continue;
 		if (strncmp(vs, "GET ", 4) != 0)
 			continue;
 		if ((got = url_decoded(vs + 4)) == NULL)
 			continue;
-		if (strcmp(got, want) == 0) {
+		if (strcmp(got, want) != 0) {
 			curl_free(got);
+			continue;
+		}
+		curl_free(got);
+		/* A live job wins; among completed ones, the newest. */
+		if (live || url == NULL || t > best) {
+			free(url);
 			if (asprintf(&url, "%s/%s", sys, json_string_value(
 			    json_object_get(id, "value"))) < 0)
 				url = NULL;
-			break;
+			best = live ? INT64_MAX : t;
+			if (live)
+				break;
 		}
-		curl_free(got);
 	}
 out:
 	curl_free(want);

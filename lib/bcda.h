@@ -78,10 +78,13 @@ void	bcda_parse_outcome(const char *body, size_t len, struct bcda_outcome *);
 
 /*
  * Finds, in a jobs-list Bundle, the status URL of a job whose request was
- * "GET <kickoff_url>" and that is still pending or in progress.
- * Returns a malloc'd URL or NULL.
+ * "GET <kickoff_url>" and that is pending or in progress, or completed
+ * with an executionPeriod starting at or after not_before (so that an
+ * older export of the same URL is never taken for ours).  Returns a
+ * malloc'd URL or NULL.
  */
-char	*bcda_find_job(const char *body, size_t len, const char *kickoff_url);
+char	*bcda_find_job(const char *body, size_t len, const char *kickoff_url,
+	    time_t not_before);
 
 /*
  * 1 when url may receive the profile's bearer token: same scheme, host and

@@ -544,8 +544,9 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 	char *url = NULL, what[300];
 
 	if (resp->result == CURLE_OK && resp->status == 200)
+		/* Five minutes of slack for clocks that disagree. */
 		url = bcda_find_job(resp->body, resp->body_len,
-		    j->row.kickoff_url);
+		    j->row.kickoff_url, (time_t)j->row.kickoff_sent - 300);
 	if (url != NULL && bcda_url_trusted(j->pt->prof->base_url, url)) {
 		free(j->row.status_url);
 		j->row.status_url = url;

@@ -110,3 +110,17 @@ def test_kill_at_random_instants(env):
     for url in seen:
         n = st["downloads_started"].get(urlparse(url).path, 0)
         check(n == 1, "%s fetched %d times after being complete" % (url, n))
+
+
+def test_kill_in_kickoff_job_completes_while_down(env):
+    """The kickoff reached BCDA, bcdad died before it saw the answer, and
+    BCDA finished the job before bcdad came back: the completed job is
+    found (it started after our kickoff), not exported a second time."""
+    env.emu.config(kickoff_delay=3, pending_seconds=0, job_seconds=0.5)
+    env.start()
+    jid = env.run()
+    wait_for(lambda: env.emu.stats()["kickoff_attempts"] >= 1, 10, "a kickoff")
+    env.kill9()
+    wait_for(lambda: [x for x in env.emu.jobs() if x["status"] == "Completed"], 15,
+             "BCDA to finish the job while bcdad is down")
+    _finish_and_check(env, jid)

@@ -275,7 +275,7 @@ T_TEST(test_other_urls)
 	profile_init(&p, 2, EP_GROUP_ALL);
 	u = bcda_jobs_url(&p);
 	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/jobs"
-	    "?_status=Pending,In%20Progress");
+	    "?_status=Pending,In%20Progress,Completed");
 	free(u);
 	u = bcda_token_url(&p);
 	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/auth/token");
@@ -547,7 +547,7 @@ T_TEST(test_find_job)
 	    TASK("40", "completed", KURL) ","
 	    TASK("41", "in-progress", "https://sandbox.bcda.cms.gov/api/v2/"
 	        "Patient/$export") ","
-	    TASK("42", "accepted", KURL))), KURL);
+	    TASK("42", "accepted", KURL))), KURL, 0);
 	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/jobs/42");
 	free(u);
 
@@ -555,7 +555,7 @@ T_TEST(test_find_job)
 	u = bcda_find_job(S(BUNDLE(
 	    TASK("43", "in-progress", "https://sandbox.bcda.cms.gov/api/v2/"
 	        "Group/all/$export?_type=Patient,Coverage"
-	        "&_since=2026-07-01T12:00:00.000%2B05:00"))), KURL);
+	        "&_since=2026-07-01T12:00:00.000%2B05:00"))), KURL, 0);
 	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/jobs/43");
 	free(u);
 
@@ -563,15 +563,35 @@ T_TEST(test_find_job)
 	u = bcda_find_job(S(BUNDLE(
 	    TASK("44", "accepted", "https://sandbox.bcda.cms.gov/api/v2/"
 	        "Group/all/%24export?_type=Patient%2CCoverage"
-	        "&_since=2026-07-01T12%3A00%3A00.000%2B05%3A00"))), KURL);
+	        "&_since=2026-07-01T12%3A00%3A00.000%2B05%3A00"))), KURL, 0);
 	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/jobs/44");
 	free(u);
 
-	/* Completed, failed or cancelled jobs are not resumed. */
+	/* A completed job that started after the kickoff was sent is ours. */
+	u = bcda_find_job(S(BUNDLE(
+	    "{\"resource\":{\"status\":\"completed\",\"identifier\":[{"
+	    "\"system\":\"https://sandbox.bcda.cms.gov/api/v2/jobs\","
+	    "\"value\":\"52\"}],\"input\":[{\"valueString\":\"GET " KURL
+	    "\"}],\"executionPeriod\":{\"start\":\"2026-11-26T05:00:00Z\"}}}")),
+	    KURL, 1795669200);	/* 2026-11-26T05:00:00Z */
+	T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/jobs/52");
+	free(u);
+	/* The same, started before: an older export of the same URL. */
+	u = bcda_find_job(S(BUNDLE(
+	    "{\"resource\":{\"status\":\"completed\",\"identifier\":[{"
+	    "\"system\":\"https://sandbox.bcda.cms.gov/api/v2/jobs\","
+	    "\"value\":\"53\"}],\"input\":[{\"valueString\":\"GET " KURL
+	    "\"}],\"executionPeriod\":{\"start\":\"2026-11-26T04:59:59Z\"}}}")),
+	    KURL, 1795669200);
+	T_ASSERT(u == NULL);
+	free(u);
+
+	/* Completed before our kickoff, failed or cancelled: not ours. */
 	u = bcda_find_job(S(BUNDLE(
 	    TASK("45", "completed", KURL) ","
 	    TASK("46", "failed", KURL) ","
-	    TASK("47", "cancelled", KURL))), KURL);
+	    TASK("47", "cancelled", KURL))), KURL,
+	    1800000000);	/* 2027, after the Tasks' start */
 	T_ASSERT(u == NULL);
 	free(u);
 
@@ -581,7 +601,7 @@ T_TEST(test_find_job)
 	        "Group/all/$export?_type=Patient") ","
 	    TASK("49", "accepted", "https://sandbox.bcda.cms.gov/api/v3/"
 	        "Group/all/$export?_type=Patient%2CCoverage"
-	        "&_since=2026-07-01T12%3A00%3A00.000%2B05%3A00"))), KURL);
+	        "&_since=2026-07-01T12%3A00%3A00.000%2B05%3A00"))), KURL, 0);
 	T_ASSERT(u == NULL);
 	free(u);
 
@@ -590,19 +610,19 @@ T_TEST(test_find_job)
 	    "{\"resource\":{\"status\":\"accepted\",\"identifier\":[{"
 	    "\"system\":\"https://sandbox.bcda.cms.gov/api/v2/jobs\","
 	    "\"value\":\"51\"}],\"input\":[{\"valueString\":\"" KURL "\"}]}}]}"),
-	    KURL);
+	    KURL, 0);
 	T_ASSERT(u == NULL);
 	free(u);
 
 	/* Empty, garbage, no entries. */
-	T_ASSERT(bcda_find_job(S(BUNDLE()), KURL) == NULL);
-	T_ASSERT(bcda_find_job(S("{\"resourceType\":\"Bundle\"}"), KURL) ==
+	T_ASSERT(bcda_find_job(S(BUNDLE()), KURL, 0) == NULL);
+	T_ASSERT(bcda_find_job(S("{\"resourceType\":\"Bundle\"}"), KURL, 0) ==
 	    NULL);
-	T_ASSERT(bcda_find_job(S("not json"), KURL) == NULL);
-	T_ASSERT(bcda_find_job(S(""), KURL) == NULL);
+	T_ASSERT(bcda_find_job(S("not json"), KURL, 0) == NULL);
+	T_ASSERT(bcda_find_job(S(""), KURL, 0) == NULL);
 	/* BCDA's 404 when there are no jobs at all is an OperationOutcome. */
 	T_ASSERT(bcda_find_job(S("{\"resourceType\":\"OperationOutcome\","
-	    "\"issue\":[]}"), KURL) == NULL);
+	    "\"issue\":[]}"), KURL, 0) == NULL);
 }
 
 /* ---- where the token may go -------------------------------------------- */
