@@ -127,8 +127,11 @@ activated_socket(void)
 	int n = sd_listen_fds(1);
 
 	if (n == 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1,
-	    NULL, 0) > 0)
+	    NULL, 0) > 0) {
+		log_info("control socket passed in by systemd (socket "
+		    "activation)");
 		return SD_LISTEN_FDS_START;
+	}
 	if (n > 1)
 		log_warnx("systemd passed %d sockets; expected one", n);
 	return -1;

@@ -1,0 +1,65 @@
+"""systemd conventions: Type=notify (READY=1 after the socket listens,
+STATUS=, WATCHDOG=1 when asked, STOPPING=1 on SIGTERM) and socket
+activation (the control socket passed in by systemd)."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import BIN, check, wait_for
+
+
+def _notify_socket(env):
+    path = os.path.join(env.dir, "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.2)
+    env.cleanups.append(s.close)
+    return s, path
+
+
+def _drain(s, into):
+    while True:
+        try:
+            into.append(s.recv(4096).decode())
+        except socket.timeout:
+            return
+
+
+def test_notify_ready_watchdog_stopping(env):
+    s, path = _notify_socket(env)
+    env.env_extra.update({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000",
+                          "WATCHDOG_PID": None})
+    env.start()
+    msgs = []
+    wait_for(lambda: _drain(s, msgs) or any("READY=1" in m for m in msgs), 10, "READY=1")
+    # READY=1 comes once the control socket answers.
+    check(env.status() == [], "status should answer with no jobs")
+    wait_for(lambda: _drain(s, msgs) or any("WATCHDOG=1" in m for m in msgs), 10,
+             "WATCHDOG=1")
+    check(any(m.startswith("STATUS=") for m in msgs), "no STATUS= line: %s" % msgs)
+    check(env.stop() == 0, "exit status")
+    _drain(s, msgs)
+    check(any("STOPPING=1" in m for m in msgs), "no STOPPING=1: %s" % msgs)
+
+
+def test_socket_activation(env):
+    """systemd-socket-activate binds the control socket and passes it in,
+    as bcdad.socket does; the daemon serves on it without binding its own."""
+    sa = shutil.which("systemd-socket-activate")
+    check(sa is not None, "systemd-socket-activate not found (package systemd)")
+    os.makedirs(env.run_dir, exist_ok=True)
+    log = open(os.path.join(env.dir, "daemon-activated.log"), "w")
+    env.logs.append(log.name)
+    env.proc = subprocess.Popen([sa, "-l", env.sock, BIN, "-c", env.conf],
+                                stdout=log, stderr=subprocess.STDOUT)
+    # The socket exists before bcdad runs: systemd made it.
+    wait_for(lambda: os.path.exists(env.sock), 10, "the activated socket")
+    wait_for(lambda: "ready:" in env.log_text(), 15, "the daemon")
+    check("socket activation" in env.log_text(), "the passed socket was not used")
+    jid = env.run()
+    env.wait_done(jid)
+    env.proc.send_signal(signal.SIGTERM)
+    check(env.proc.wait(15) == 0, "exit status")
