@@ -79,7 +79,7 @@ $(BUILD)/schema.c: $(SCHEMA) tools/embed-schema.sh
 $(BUILD)/schema.o: $(BUILD)/schema.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/libbcdad.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h lib/*.h) $(BUILD)/libbcdad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
 		$(BUILD)/libbcdad.a $(LDLIBS)
