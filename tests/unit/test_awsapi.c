@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,6 +20,7 @@
 #include "secretsmanager.h"
 #include "sns.h"
 #include "t.h"
+#include "botocore.h"
 
 #define NOW		((time_t)1768478400)	/* 20260115T120000Z */
 #define NOW_STAMP	"20260115T120000Z"
@@ -31,7 +31,6 @@
 #define ROLE_ARN	"arn:aws:iam::123456789012:role/HealthLakeImport"
 #define JOB_ID		"c145fbb27b192af392f8ce6e7838e34f"
 #define TOPIC_ARN	"arn:aws:sns:us-east-1:123456789012:bcdad-events"
-#define SCRIPT		"tests/sigv4_botocore.py"
 /* SHA-256 of "A9994\0" "42", cut to 32 hex digits (sha256sum). */
 #define KNOWN_TOKEN_HASH	"2a772d734ca96d7000b5a3ad536e4603"
 
@@ -247,132 +246,6 @@ params(const struct spec *s)
 	return p;
 }
 
-/* A built request, taken apart. */
-#define MAXHDR	16
-
-struct taken {
-	const char	*method;
-	const char	*url;
-	char		*name[MAXHDR];
-	char		*value[MAXHDR];
-	size_t		 n;
-	int		 nexpect;
-	int		 bad;
-	const char	*body;
-	size_t		 body_len;
-};
-
-static void
-take(struct http_req *r, struct taken *t)
-{
-	const struct curl_slist *l;
-	const char *colon;
-
-	memset(t, 0, sizeof(*t));
-	t->method = http_req_method(r);
-	t->url = http_req_url(r);
-	for (l = http_req_headers(r); l != NULL; l = l->next) {
-		if (strcmp(l->data, "Expect:") == 0) {
-			t->nexpect++;
-			continue;
-		}
-		if ((colon = strstr(l->data, ": ")) == NULL ||
-		    t->n == MAXHDR) {
-			t->bad++;
-			continue;
-		}
-		t->name[t->n] = strndup(l->data, (size_t)(colon - l->data));
-		t->value[t->n] = strdup(colon + 2);
-		t->n++;
-	}
-	t->body = http_req_body_mem(r, &t->body_len);
-}
-
-static void
-taken_free(struct taken *t)
-{
-	size_t i;
-
-	for (i = 0; i < t->n; i++) {
-		free(t->name[i]);
-		free(t->value[i]);
-	}
-	memset(t, 0, sizeof(*t));
-}
-
-static const char *
-hdr(const struct taken *t, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < t->n; i++)
-		if (strcasecmp(t->name[i], name) == 0)
-			return t->value[i];
-	return NULL;
-}
-
-/* Runs the helper script with arg on the JSON array; its stdout lines. */
-static char **
-botocore(const char *arg, json_t *arr, size_t *nlines)
-{
-	const char *py = getenv("BCDAD_PYTHON");
-	char tmp[] = "/tmp/test_awsapi.json.XXXXXX", cmd[1024];
-	char **lines = NULL, *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	FILE *p;
-	int fd, status;
-
-	*nlines = 0;
-	if (py == NULL || *py == '\0')
-		py = "/usr/bin/python3";
-	if (access(SCRIPT, R_OK) != 0) {
-		T_FAIL("%s not found: run the test from the repository root",
-		    SCRIPT);
-		return NULL;
-	}
-	if ((fd = mkstemp(tmp)) < 0 || json_dumpfd(arr, fd, 0) != 0) {
-		T_FAIL("write %s: %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		return NULL;
-	}
-	close(fd);
-	snprintf(cmd, sizeof(cmd), "'%s' %s %s < %s", py, SCRIPT, arg, tmp);
-	if ((p = popen(cmd, "r")) == NULL) {
-		T_FAIL("popen %s: %s", cmd, strerror(errno));
-		unlink(tmp);
-		return NULL;
-	}
-	while ((len = getline(&line, &cap, p)) > 0) {
-		if (line[len - 1] == '\n')
-			line[--len] = '\0';
-		if ((lines = realloc(lines, (*nlines + 1) * sizeof(*lines)))
-		    == NULL)
-			abort();
-		lines[(*nlines)++] = strdup(line);
-	}
-	free(line);
-	status = pclose(p);
-	unlink(tmp);
-	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		T_FAIL("%s failed (status %d): /usr/bin/python3 needs "
-		    "python3-botocore (make deps), or set BCDAD_PYTHON", cmd,
-		    status);
-	return lines;
-}
-
-static void
-lines_free(char **lines, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(lines[i]);
-	free(lines);
-}
-
 /* Method, URL and the exact header set of every shape. */
 T_TEST(test_request_shapes)
 {
@@ -474,64 +347,29 @@ T_TEST(test_reference_signatures)
 	}
 }
 
+/* Spec i for botocore_crosscheck(). */
+static struct http_req *
+crosscheck_build(size_t i, struct taken *t, struct botocore_sig *sig)
+{
+	const struct spec *s = &specs[i];
+	struct http_req *r = build(s);
+
+	sig->name = s->name;
+	sig->region = s->region;
+	sig->service = ops[s->op].service;
+	sig->token = s->token;
+	sig->s3 = 0;
+	if (r != NULL)
+		take(r, t);
+	return r;
+}
+
 /* Every shape signed again by botocore: the same Authorization. */
 T_TEST(test_botocore_signatures)
 {
-	static struct taken t[NSPECS];
-	static struct http_req *r[NSPECS];
-	json_t *arr = json_array();
-	char **lines, *hex, *tab;
-	size_t i, j, n;
+	struct aws_creds c = { ex_akid, ex_secret, ex_token, 0 };
 
-	for (i = 0; i < NSPECS; i++) {
-		json_t *h = json_array();
-
-		if ((r[i] = build(&specs[i])) == NULL) {
-			T_FAIL("%s: not built", specs[i].name);
-			memset(&t[i], 0, sizeof(t[i]));
-			json_array_append_new(arr, json_null());
-			json_decref(h);
-			continue;
-		}
-		take(r[i], &t[i]);
-		for (j = 0; j < t[i].n; j++)
-			if (strcasecmp(t[i].name[j], "Authorization") != 0 &&
-			    strcasecmp(t[i].name[j], "X-Amz-Date") != 0)
-				json_array_append_new(h, json_pack("[ss]",
-				    t[i].name[j], t[i].value[j]));
-		if ((hex = malloc(2 * t[i].body_len + 1)) == NULL)
-			abort();
-		sigv4_hex((const unsigned char *)(t[i].body ? t[i].body : ""),
-		    t[i].body_len, hex);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:s, "
-		    "s:s, s:s, s:s, s:s, s:s, s:o, s:b}",
-		    "method", t[i].method, "url", t[i].url, "headers", h,
-		    "body_hex", hex, "region", specs[i].region,
-		    "service", ops[specs[i].op].service, "time", NOW_STAMP,
-		    "access_key_id", ex_akid, "secret_access_key", ex_secret,
-		    "token", specs[i].token ? json_string(ex_token) :
-		    json_null(), "s3", 0));
-		free(hex);
-	}
-	lines = botocore("", arr, &n);
-	T_EQ_INT(n, NSPECS);
-	for (i = 0; i < n && i < NSPECS; i++) {
-		const char *mine = hdr(&t[i], "Authorization");
-
-		if ((tab = strchr(lines[i], '\t')) != NULL)
-			*tab++ = '\0';
-		if (mine == NULL || strcmp(lines[i], mine) != 0)
-			T_FAIL("%s: Authorization differs\n  botocore %s\n"
-			    "  bcdad    %s\n  botocore canonical request %s",
-			    specs[i].name, lines[i], mine ? mine : "(null)",
-			    tab ? tab : "?");
-	}
-	lines_free(lines, n);
-	json_decref(arr);
-	for (i = 0; i < NSPECS; i++) {
-		taken_free(&t[i]);
-		http_req_free(r[i]);
-	}
+	botocore_crosscheck(NSPECS, crosscheck_build, &c, NOW_STAMP);
 }
 
 static int
@@ -568,7 +406,7 @@ T_TEST(test_botocore_bodies)
 		    "operation", ops[specs[i].op].operation,
 		    "params", params(&specs[i]), "region", specs[i].region,
 		    "endpoint_url", specs[i].endpoint));
-	lines = botocore("--serialize", arr, &n);
+	lines = botocore_run("--serialize", arr, SIZE_MAX, &n);
 	T_EQ_INT(n, NSPECS);
 	for (i = 0; i < n && i < NSPECS; i++) {
 		const struct spec *s = &specs[i];
@@ -622,7 +460,7 @@ T_TEST(test_botocore_bodies)
 		taken_free(&t);
 		http_req_free(r);
 	}
-	lines_free(lines, n);
+	botocore_lines_free(lines, n);
 	json_decref(arr);
 }
 
