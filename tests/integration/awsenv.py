@@ -324,6 +324,7 @@ def pipeline_env(env, sns_proxy=False, secrets=False, **profile):
     """The whole pipeline: moto (S3, SNS+SQS, Secrets Manager), the
     HealthLake fake, and a profile using all of them."""
     moto, key_arn, creds, _ = aws_env(env, **profile)
+    moto.bcdad_creds = creds
     hl = HealthLake(env.dir, moto, creds)
     env.cleanups.append(hl.stop)
     sns_url = moto.url

@@ -2,6 +2,7 @@
 SNS (moto, delivered to an SQS queue), and Secrets Manager for the BCDA
 credentials."""
 import json
+import os
 
 from harness import check, wait_for
 from awsenv import pipeline_env
@@ -48,11 +49,28 @@ def test_full_pipeline(env):
     env.stop()
 
 
+def _leaks(env, secrets):
+    """Each secret that shows up in the logs, the database files or the
+    status output."""
+    import glob
+    places = {"log": env.log_text().encode(),
+              "status": (env.cli("status").stdout + env.cli("status", "--json").stdout).encode()}
+    for f in glob.glob(env.state + "/bcdad.db*"):
+        places[os.path.basename(f)] = open(f, "rb").read()
+    return [(name, where) for name, sec in secrets.items() for where, data in places.items()
+            if sec.encode() in data]
+
+
 def test_bcda_credentials_from_secrets_manager(env):
     moto, hl, _ = pipeline_env(env, secrets=True)
     env.start()
     jid = env.run()
     env.wait_done(jid, timeout=120)
+    from harness import SECRET
+    secrets = {"BCDA secret": SECRET, "AWS secret key": moto.bcdad_creds[1]}
+    secrets.update({"bearer token %d" % i: t for i, t in enumerate(env.emu.tokens())})
+    leaks = _leaks(env, secrets)
+    check(not leaks, "secrets found: %s" % leaks)
     check("read from Secrets Manager" in env.log_text(), "secret not read from SM")
     from harness import SECRET
     check(SECRET not in env.log_text(), "the BCDA secret reached the log")
