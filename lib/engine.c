@@ -125,6 +125,8 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 	j->reauth = 0;
 	if (job_state_terminal(to)) {
 		ej_cancel_transfers(j);
+		if (to != JOB_DONE)
+			ej_s3_abandon(j);
 		j->dead = 1;
 		j->next_at = ej_notify_owed(j) ? ej_now(j->e) : NEVER;
 		engine_arm(j->e);

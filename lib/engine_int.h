@@ -176,6 +176,7 @@ int	ej_s3_init(struct engine *e);
 void	ej_s3_free(struct engine *e);
 void	ej_s3_kick(struct ejob *j);
 void	ej_s3_cancel(struct ejob *j);
+void	ej_s3_abandon(struct ejob *j);
 void	step_s3_put(struct ejob *j);
 
 #endif

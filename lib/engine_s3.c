@@ -242,6 +242,68 @@ ej_s3_kick(struct ejob *j)
 	}
 }
 
+static void
+file_abandoned(struct upload *u, int rc, const char *why, void *arg)
+{
+	struct file_up *fu = arg;
+	struct ejob *j = fu->job;
+	struct fsched *s = &j->fs[fu->idx];
+
+	(void)u;
+	s->up = NULL;
+	s->up_arg = NULL;
+	if (rc != 0)
+		JLOG(LOG_LVL_WARN, j, "multipart upload of %s left in S3: %s",
+		    j->files[fu->idx].name, why);
+	else
+		JLOG(LOG_LVL_INFO, j, "multipart upload of %s aborted",
+		    j->files[fu->idx].name);
+	free(fu);
+	up_finished(j);
+}
+
+/*
+ * The job was cancelled or failed: abort its open multipart uploads, so
+ * that no parts linger in S3 (and cost money) for an export given up.
+ */
+void
+ej_s3_abandon(struct ejob *j)
+{
+	const struct profile *p;
+	struct file_up *fu;
+	struct s3_loc l;
+	char *key;
+	size_t i;
+
+	if (!uses_s3(j) || j->e->region == NULL || j->e->stopping)
+		return;
+	p = j->pt->prof;
+	loc_of(j, &l);
+	for (i = 0; i < j->nfiles; i++) {
+		struct file_row *f = &j->files[i];
+
+		if (f->s3_upload_id == NULL || j->fs[i].up != NULL ||
+		    (fu = calloc(1, sizeof(*fu))) == NULL)
+			continue;
+		fu->job = j;
+		fu->idx = i;
+		key = upload_key(p->s3_prefix, p->name,
+		    j->row.transaction_time, f->name);
+		if (key == NULL || upload_abort(&j->e->uenv, &l, f, key,
+		    file_abandoned, fu, &j->fs[i].up) != 0) {
+			free(fu);
+			free(key);
+			continue;
+		}
+		free(key);
+		/* The abort may have ended already (credentials at hand). */
+		if (j->fs[i].up != NULL)
+			j->fs[i].up_arg = fu;
+		j->nup++;
+		j->e->nup++;
+	}
+}
+
 void
 ej_s3_cancel(struct ejob *j)
 {

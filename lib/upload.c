@@ -51,6 +51,7 @@ struct upload {
 	uv_work_t	 work;
 	int		 working;
 	int		 creds_wait;	/* awscreds_get has not called back */
+	int		 abort_only;	/* upload_abort(): nothing to send */
 	int		 attempts;
 	int		 cancelled;
 	int		 final_rc;
@@ -268,7 +269,7 @@ failed(struct upload *u, const struct http_resp *resp,
 	    sizeof(u->why));
 	if (u->step == UP_ABORT) {
 		/* Best effort: the upload failed already; say why it did. */
-		finish(u, u->final_rc);
+		finish(u, u->abort_only ? -EIO : u->final_rc);
 		return;
 	}
 	if (strcmp(e->code, "NoSuchUpload") == 0 && u->f != NULL &&
@@ -452,18 +453,16 @@ cmp_part(const void *a, const void *b)
 	    ((const struct s3_part *)b)->number;
 }
 
-int
-upload_start(const struct upload_env *env, const struct s3_loc *loc,
+/* A new upload of path to key, not started.  NULL when out of memory. */
+static struct upload *
+up_new(const struct upload_env *env, const struct s3_loc *loc,
     struct file_row *f, const char *path, const char *key,
-    unsigned long long threshold, upload_done_cb cb, void *arg,
-    struct upload **out)
+    upload_done_cb cb, void *arg)
 {
 	struct upload *u;
-	struct stat sb;
-	int rc;
 
 	if ((u = calloc(1, sizeof(*u))) == NULL)
-		return -ENOMEM;
+		return NULL;
 	u->env = *env;
 	u->fd = -1;
 	u->f = f;
@@ -483,9 +482,24 @@ upload_start(const struct upload_env *env, const struct s3_loc *loc,
 	u->loc.kms_key_id = u->kms;
 	if (u->bucket == NULL || u->region == NULL || u->path == NULL ||
 	    u->key == NULL) {
-		rc = -ENOMEM;
-		goto fail;
+		up_free(u);
+		return NULL;
 	}
+	return u;
+}
+
+int
+upload_start(const struct upload_env *env, const struct s3_loc *loc,
+    struct file_row *f, const char *path, const char *key,
+    unsigned long long threshold, upload_done_cb cb, void *arg,
+    struct upload **out)
+{
+	struct upload *u;
+	struct stat sb;
+	int rc;
+
+	if ((u = up_new(env, loc, f, path, key, cb, arg)) == NULL)
+		return -ENOMEM;
 	if ((u->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    fstat(u->fd, &sb) != 0) {
 		rc = -errno;
@@ -528,6 +542,30 @@ fail:
 	*out = NULL;
 	up_free(u);
 	return rc;
+}
+
+/*
+ * Aborts f's multipart upload in S3 (the job was cancelled or failed), so
+ * no parts linger there; then forgets it in the store.  cb hears 0 or why
+ * it could not.
+ */
+int
+upload_abort(const struct upload_env *env, const struct s3_loc *loc,
+    struct file_row *f, const char *key, upload_done_cb cb, void *arg,
+    struct upload **out)
+{
+	struct upload *u;
+
+	if (f->s3_upload_id == NULL)
+		return -ENOENT;
+	if ((u = up_new(env, loc, f, "", key, cb, arg)) == NULL)
+		return -ENOMEM;
+	*out = u;
+	u->step = UP_ABORT;
+	u->abort_only = 1;
+	u->final_rc = 0;
+	run(u);
+	return 0;
 }
 
 void

@@ -43,6 +43,10 @@ int	upload_start(const struct upload_env *, const struct s3_loc *,
 	    struct file_row *f, const char *path, const char *key,
 	    unsigned long long threshold, upload_done_cb, void *arg,
 	    struct upload **out);
+/* Aborts f's multipart upload in S3 and forgets it (job given up). */
+int	upload_abort(const struct upload_env *, const struct s3_loc *,
+	    struct file_row *f, const char *key, upload_done_cb, void *arg,
+	    struct upload **out);
 /* Stops the upload; done is not called.  A multipart upload stays open
  * in S3 (and in the store), to be resumed. */
 void	upload_cancel(struct upload *);

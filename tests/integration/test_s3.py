@@ -288,3 +288,23 @@ def test_uploads_waiting_for_a_slot_do_not_stall_the_daemon(env):
     px.hold = None
     env.wait_done(jid, timeout=90)
     _check_objects(env, moto, jid)
+
+
+def test_cancel_aborts_open_multipart_upload(env):
+    """A job cancelled mid-multipart aborts its upload: no parts linger."""
+    moto, _, _, proxy = aws_env(env, proxy=True, keep_local="yes")
+    env.emu.config(generate={"ExplanationOfBenefit": 23000}, lines_per_file=23000)
+    text = open(env.conf).read().replace(
+        "keep_local = yes", "keep_local = yes\nresource_types = ExplanationOfBenefit")
+    open(env.conf, "w").write(text)
+    proxy.hold = lambda m, p, q: 3 if m == "PUT" and q.get("partNumber") == ["2"] else 0
+    env.start()
+    jid = env.run()
+    wait_for(lambda: len([p for p in proxy.parts() if p[1] == 200]) >= 1, 120, "part 1")
+    check(len(moto.uploads_in_progress()) == 1, "one multipart upload open")
+    env.cli("cancel", str(jid))
+    env.wait_terminal(jid, timeout=60)
+    check(env.job(jid)["state"] == "CANCELLED", "state %s" % env.job(jid)["state"])
+    wait_for(lambda: moto.uploads_in_progress() == [], 30, "the upload to be aborted")
+    aborts = [r for r in proxy.records if r[0] == "DELETE" and "uploadId" in r[2]]
+    check(len(aborts) == 1 and aborts[0][3] == 204, "AbortMultipartUpload: %s" % aborts)
