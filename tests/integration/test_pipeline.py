@@ -46,7 +46,9 @@ def test_full_pipeline(env):
     check(states[-1] in ("NOTIFY", "IMPORT"), "states end %s" % states)
     # No beneficiary data in the notification: the BCDA error files' MBIs.
     check("MBI" not in note["Message"], "the message holds error file content")
-    env.stop()
+    # A clean stop: exit 0, and under ASan no leak or error report.
+    check(env.stop() == 0, "daemon did not exit 0 on SIGTERM")
+    check("Sanitizer" not in env.log_text(), "sanitizer report:\n" + env.log_text()[-3000:])
 
 
 def _leaks(env, secrets):
