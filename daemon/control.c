@@ -302,7 +302,7 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 			goto fail;
 		ctl->path = strdup(path);
 	}
-	if ((rc = uv_listen((uv_stream_t *)&ctl->server, 16,
+	if ((rc = uv_listen((uv_stream_t *)&ctl->server, SOMAXCONN,
 	    connection_cb)) != 0)
 		goto fail;
 	return ctl;

@@ -111,8 +111,8 @@ def test_slow_clients(env):
     partial.sendall(b'{"version":1,')
     for _ in range(3):
         still_answers(env)
-    # The daemon drops a silent client after its idle timeout (10 s).
-    t0 = time.monotonic()
+    # The daemon drops a silent client after its idle timeout (10 s); a
+    # client still connected after 20 s makes recv time out and fails.
     for s in (idle[0], partial):
         s.settimeout(20)
         try:
@@ -120,7 +120,6 @@ def test_slow_clients(env):
         except ConnectionResetError:
             data = b""
         check(data == b"", "a silent client got %r" % data)
-    check(time.monotonic() - t0 < 15, "silent clients were not dropped in time")
     for s in idle + [partial]:
         s.close()
     still_answers(env)
