@@ -268,12 +268,11 @@ def test_socket_mode(env):
     check(not os.path.exists(env.sock), "the socket file was left behind")
 
 
-def stop_timed(env, limit=5):
-    t0 = time.monotonic()
-    rc = env.stop(timeout=limit + 5)
-    took = time.monotonic() - t0
+def stop_timed(env):
+    """SIGTERM stops the daemon, exit 0.  The deadline only catches a hang
+    (a silent client once held the stop for its 10 s idle timeout)."""
+    rc = env.stop(timeout=8)
     check(rc == 0, "SIGTERM exit code %r\n%s" % (rc, env.log_text()[-2000:]))
-    check(took < limit, "SIGTERM took %.1f s" % took)
 
 
 def test_sigterm_idle(env):
