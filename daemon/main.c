@@ -99,8 +99,13 @@ main(int argc, char **argv)
 		/* Client commands need only the socket path from the file. */
 		if (sock == NULL && c != NULL)
 			sock = path = socket_path(c);
-		if (sock == NULL)
+		if (sock == NULL) {
 			sock = "/run/bcdad/" CTL_SOCKET_NAME;
+			if (strcmp(argv[0], "doctor") != 0)
+				fprintf(stderr, "bcdad: %s could not be read, so "
+				    "trying %s (use -s to name the socket)\n",
+				    conf, sock);
+		}
 		if (c == NULL && strcmp(argv[0], "doctor") == 0) {
 			fputs(errs, stderr);
 			return 1;
