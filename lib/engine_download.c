@@ -305,15 +305,57 @@ manifest_json(struct ejob *j)
 	return root;
 }
 
+/* manifest.json, written durably on the thread pool. */
+struct manifest_write {
+	uv_work_t	 work;
+	struct ejob	*job;
+	char		*path;
+	char		*text;
+	int		 rc;
+	char		 why[256];
+};
+
+static void
+manifest_work(uv_work_t *w)
+{
+	struct manifest_write *mw = w->data;
+
+	mw->rc = write_file_atomic(mw->path, mw->text, strlen(mw->text));
+}
+
+static void
+manifest_written(uv_work_t *w, int status)
+{
+	struct manifest_write *mw = w->data;
+	struct ejob *j = mw->job;
+
+	/* The write held the job like a download: reaping waited for it. */
+	j->ndl--;
+	if (status != 0 && mw->rc == 0)
+		mw->rc = status;
+	if (j->e->stopping || j->dead || j->row.state != JOB_DOWNLOAD)
+		;	/* stopped or cancelled meanwhile: DOWNLOAD redoes it */
+	else if (mw->rc != 0)
+		ej_retry(j, -1, "cannot write %s: %s", mw->path,
+		    strerror(-mw->rc));
+	else
+		ej_enter(j, JOB_S3_PUT, mw->why, NULL, NULL);
+	if (j->dead)
+		engine_arm(j->e);
+	free(mw->path);
+	free(mw->text);
+	free(mw);
+}
+
 /* Every file is DONE or FAILED and nothing is in flight. */
 static void
 finish_download(struct ejob *j)
 {
-	char *path = NULL, *text = NULL, why[256];
+	struct manifest_write *mw = NULL;
+	char *path = NULL, *text = NULL;
 	int64_t lines = 0, bytes = 0;
 	size_t i, failed = 0, first = 0;
 	json_t *m;
-	int rc;
 
 	for (i = 0; i < j->nfiles; i++) {
 		if (j->files[i].state == FILE_FAILED && failed++ == 0)
@@ -337,13 +379,28 @@ finish_download(struct ejob *j)
 		ej_retry(j, -1, "out of memory writing manifest.json");
 		goto out;
 	}
-	if ((rc = write_file_atomic(path, text, strlen(text))) != 0) {
-		ej_retry(j, -1, "cannot write %s: %s", path, strerror(-rc));
+	if ((mw = calloc(1, sizeof(*mw))) == NULL) {
+		ej_retry(j, -1, "out of memory writing manifest.json");
 		goto out;
 	}
-	snprintf(why, sizeof(why), "%zu files, %lld resources, %lld bytes",
-	    j->nfiles, (long long)lines, (long long)bytes);
-	ej_enter(j, JOB_S3_PUT, why, NULL, NULL);
+	mw->job = j;
+	mw->path = path;
+	mw->text = text;
+	mw->work.data = mw;
+	snprintf(mw->why, sizeof(mw->why), "%zu files, %lld resources, %lld "
+	    "bytes", j->nfiles, (long long)lines, (long long)bytes);
+	path = text = NULL;
+	if (uv_queue_work(j->e->loop, &mw->work, manifest_work,
+	    manifest_written) != 0) {
+		free(mw->path);
+		free(mw->text);
+		free(mw);
+		ej_retry(j, -1, "cannot queue the manifest.json write");
+		goto out;
+	}
+	/* Held like a download, so the job is not reaped meanwhile. */
+	j->ndl++;
+	j->next_at = NEVER;
 out:
 	json_decref(m);
 	free(text);
