@@ -30,6 +30,50 @@ aws_endpoint(const char *configured, const char *service, const char *region)
 	return b;
 }
 
+struct http_req *
+aws_json_request(const char *endpoint, const char *service,
+    const char *region, const char *version, const char *target,
+    json_t *body, const struct aws_creds *creds, time_t now)
+{
+	struct aws_call c;
+	struct http_req *r = NULL;
+	char *base = NULL, *text = NULL, ct[64], tg[128];
+	const char *h[2];
+
+	if (body == NULL || region == NULL || *region == '\0') {
+		errno = body == NULL ? ENOMEM : EINVAL;
+		goto out;
+	}
+	if ((base = aws_endpoint(endpoint, service, region)) == NULL ||
+	    (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		errno = ENOMEM;
+		goto out;
+	}
+	snprintf(ct, sizeof(ct), "Content-Type: application/x-amz-json-%s",
+	    version);
+	snprintf(tg, sizeof(tg), "X-Amz-Target: %s", target);
+	h[0] = ct;
+	h[1] = tg;
+	memset(&c, 0, sizeof(c));
+	c.method = "POST";
+	c.base = base;
+	c.path = "/";
+	c.service = service;
+	c.region = region;
+	c.body = text;
+	c.body_len = strlen(text);
+	c.fd = -1;
+	c.headers = h;
+	c.nheaders = 2;
+	if ((r = aws_request(&c, creds, now)) == NULL)
+		errno = ENOMEM;
+out:
+	json_decref(body);
+	free(text);
+	free(base);
+	return r;
+}
+
 /* "https://host:port" -> "host:port" (the Host header and what is signed). */
 static const char *
 host_of(const char *base)

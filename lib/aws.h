@@ -10,6 +10,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "http.h"
 #include "sigv4.h"
 
@@ -42,6 +44,16 @@ struct aws_call {
  */
 char		*aws_endpoint(const char *configured, const char *service,
 		    const char *region);
+
+/*
+ * A JSON-protocol call (HealthLake: version "1.0", Secrets Manager: "1.1"):
+ * POST / with Content-Type application/x-amz-json-<version>, X-Amz-Target
+ * target and body (consumed), signed for service at the endpoint (see
+ * aws_endpoint).  NULL with errno set on bad input or out of memory.
+ */
+struct http_req	*aws_json_request(const char *endpoint, const char *service,
+		    const char *region, const char *version, const char *target,
+		    json_t *body, const struct aws_creds *, time_t now);
 
 /*
  * Builds the request, signed with creds at now.  Returns NULL on

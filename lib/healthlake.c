@@ -22,40 +22,11 @@ static struct http_req *
 hl_call(const char *endpoint, const char *region, const char *op,
     json_t *body, const struct aws_creds *creds, time_t now)
 {
-	struct aws_call c;
-	struct http_req *r = NULL;
-	char *base = NULL, *text = NULL, target[96];
-	const char *h[2];
+	char target[96];
 
-	if (body == NULL || region == NULL || *region == '\0') {
-		errno = body == NULL ? ENOMEM : EINVAL;
-		goto out;
-	}
-	if ((base = aws_endpoint(endpoint, "healthlake", region)) == NULL ||
-	    (text = json_dumps(body, JSON_COMPACT)) == NULL) {
-		errno = ENOMEM;
-		goto out;
-	}
-	snprintf(target, sizeof(target), "X-Amz-Target: HealthLake.%s", op);
-	h[0] = "Content-Type: application/x-amz-json-1.0";
-	h[1] = target;
-	memset(&c, 0, sizeof(c));
-	c.method = "POST";
-	c.base = base;
-	c.path = "/";
-	c.service = "healthlake";
-	c.region = region;
-	c.body = text;
-	c.body_len = strlen(text);
-	c.fd = -1;
-	c.headers = h;
-	c.nheaders = 2;
-	r = aws_request(&c, creds, now);
-out:
-	json_decref(body);
-	free(text);
-	free(base);
-	return r;
+	snprintf(target, sizeof(target), "HealthLake.%s", op);
+	return aws_json_request(endpoint, "healthlake", region, "1.0", target,
+	    body, creds, now);
 }
 
 static int

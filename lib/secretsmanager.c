@@ -21,10 +21,7 @@ struct http_req *
 sm_get_secret_value(const char *endpoint, const char *region,
     const char *secret_id, const struct aws_creds *creds, time_t now)
 {
-	struct aws_call c;
-	struct http_req *r = NULL;
-	char *base = NULL, *text = NULL;
-	json_t *body = NULL;
+	json_t *body;
 
 	if (region == NULL || *region == '\0' || secret_id == NULL ||
 	    *secret_id == '\0' || strlen(secret_id) > SM_SECRET_ID_MAX) {
@@ -35,31 +32,8 @@ sm_get_secret_value(const char *endpoint, const char *region,
 		errno = EINVAL;	/* not UTF-8 */
 		return NULL;
 	}
-	base = aws_endpoint(endpoint, "secretsmanager", region);
-	if (base == NULL || (text = json_dumps(body, JSON_COMPACT)) == NULL) {
-		errno = ENOMEM;
-		goto out;
-	}
-	memset(&c, 0, sizeof(c));
-	c.method = "POST";
-	c.base = base;
-	c.path = "/";
-	c.service = "secretsmanager";
-	c.region = region;
-	c.body = text;
-	c.body_len = strlen(text);
-	c.fd = -1;
-	c.headers = (const char *const[]){
-	    "Content-Type: application/x-amz-json-1.1",
-	    "X-Amz-Target: secretsmanager.GetSecretValue" };
-	c.nheaders = 2;
-	if ((r = aws_request(&c, creds, now)) == NULL)
-		errno = ENOMEM;
-out:
-	json_decref(body);
-	free(text);
-	free(base);
-	return r;
+	return aws_json_request(endpoint, "secretsmanager", region, "1.1",
+	    "secretsmanager.GetSecretValue", body, creds, now);
 }
 
 /*

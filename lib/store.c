@@ -1184,17 +1184,24 @@ done:
 	return rc;
 }
 
-int
-store_files_delete(struct store *st, int64_t job_id)
+/* Runs sql, a statement with one integer parameter, for id. */
+static int
+exec_id(struct store *st, const char *sql, int64_t id, const char *what)
 {
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, "DELETE FROM files WHERE job_id = ?", &stmt,
-	    "delete files")) != 0)
+	if ((rc = prep(st, sql, &stmt, what)) != 0)
 		return rc;
-	sqlite3_bind_int64(stmt, 1, job_id);
-	return step_done(st, stmt, "delete files");
+	sqlite3_bind_int64(stmt, 1, id);
+	return step_done(st, stmt, what);
+}
+
+int
+store_files_delete(struct store *st, int64_t job_id)
+{
+	return exec_id(st, "DELETE FROM files WHERE job_id = ?", job_id,
+	    "delete files");
 }
 
 int
@@ -1239,14 +1246,8 @@ store_parts(struct store *st, int64_t file_id, store_part_cb cb, void *arg)
 int
 store_parts_delete(struct store *st, int64_t file_id)
 {
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if ((rc = prep(st, "DELETE FROM parts WHERE file_id = ?", &stmt,
-	    "delete parts")) != 0)
-		return rc;
-	sqlite3_bind_int64(stmt, 1, file_id);
-	return step_done(st, stmt, "delete parts");
+	return exec_id(st, "DELETE FROM parts WHERE file_id = ?", file_id,
+	    "delete parts");
 }
 
 int
