@@ -8,7 +8,7 @@ BUILD=${BUILD:-build/release}
 PYTHON=${PYTHON:-/usr/bin/python3}
 what=${1:-all}
 here=$(cd "$(dirname "$0")/.." && pwd)
-: "${BCDAD_FIXTURES:=$here/../shared/fixtures}"
+: "${BCDAD_FIXTURES:=$here/tests/fixtures}"
 export BCDAD_FIXTURES
 BCDAD_PYTHON=$PYTHON
 export BCDAD_PYTHON

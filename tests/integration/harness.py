@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 EMULATOR = os.path.join(REPO, "tests", "emulator", "bcda_emu.py")
 BIN = os.environ.get("BCDAD_BIN", os.path.join(REPO, "bin", "bcdad"))
 FIXTURES = os.environ.get("BCDAD_FIXTURES",
-                          os.path.join(os.path.dirname(REPO), "shared", "fixtures"))
+                          os.path.join(REPO, "tests", "fixtures"))
 SECRET = "not-a-real-secret-7c1e"     # the profile's client secret
 CLIENT = "A9994"
 

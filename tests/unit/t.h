@@ -67,13 +67,13 @@ t_run(const char *suite, const struct t_case *cases, size_t n)
 		    sizeof(t_cases_) / sizeof(t_cases_[0])); \
 	}
 
-/* Directory of ../shared/fixtures, from BCDAD_FIXTURES or the default. */
+/* Directory of tests/fixtures, from BCDAD_FIXTURES or the default. */
 static inline const char *
 t_fixtures(void)
 {
 	const char *d = getenv("BCDAD_FIXTURES");
 
-	return d ? d : "../shared/fixtures";
+	return d ? d : "tests/fixtures";
 }
 
 #endif
