@@ -141,6 +141,37 @@ print_table(json_t *jobs)
 		printf("(no jobs yet: start one with 'bcdad run PROFILE')\n");
 }
 
+/* Each profile's watermarks (the next _since) and credential warnings. */
+static void
+print_profiles(json_t *profiles)
+{
+	char age[32];
+	const char *w;
+	json_t *p, *m;
+	size_t i, k;
+
+	printf("\n%-12s %-32s %-32s %6s\n", "PROFILE", "SCOPE",
+	    "WATERMARK (NEXT _since)", "MOVED");
+	json_array_foreach(profiles, i, p) {
+		const char *name = json_string_value(json_object_get(p,
+		    "profile"));
+
+		if (json_array_size(json_object_get(p, "watermarks")) == 0)
+			printf("%-12s %-32s %-32s %6s\n", name, "-",
+			    "(none: the next export is full history)", "-");
+		json_array_foreach(json_object_get(p, "watermarks"), k, m) {
+			human_age((long long)time(NULL) - json_integer_value(
+			    json_object_get(m, "moved_at")), age, sizeof(age));
+			printf("%-12s %-32s %-32s %6s\n", name,
+			    json_string_value(json_object_get(m, "scope")),
+			    json_string_value(json_object_get(m,
+			    "transaction_time")), age);
+		}
+		if ((w = json_string_value(json_object_get(p, "warning"))))
+			printf("%-12s warning: %s\n", name, w);
+	}
+}
+
 /* Prints the daemon's error, if any; returns the exit status. */
 static int
 check_reply(json_t *rep)
@@ -159,28 +190,47 @@ int
 client_main(const char *sock, int argc, char **argv)
 {
 	const char *cmd = argv[0];
-	json_t *rep = NULL;
+	json_t *rep = NULL, *req;
 	char *end;
 	long long id;
-	int rc, as_json;
+	int rc, as_json, profiles, k;
 
-	if (strcmp(cmd, "status") == 0 && argc <= 2) {
-		as_json = argc == 2 && strcmp(argv[1], "--json") == 0;
-		if (argc == 2 && !as_json)
-			goto usage;
+	if (strcmp(cmd, "status") == 0 && argc <= 3) {
+		as_json = profiles = 0;
+		for (k = 1; k < argc; k++) {
+			if (strcmp(argv[k], "--json") == 0)
+				as_json = 1;
+			else if (strcmp(argv[k], "--profiles") == 0)
+				profiles = 1;
+			else
+				goto usage;
+		}
 		rep = call(sock, json_pack("{s:s}", "cmd", "status"));
 		if ((rc = check_reply(rep)) == 0) {
 			if (as_json) {
-				json_dumpf(json_object_get(rep, "jobs"), stdout,
+				/* --json alone stays the jobs array. */
+				json_dumpf(json_object_get(rep, profiles ?
+				    "profiles" : "jobs"), stdout,
 				    JSON_INDENT(2));
 				putchar('\n');
 			} else {
-				print_table(json_object_get(rep, "jobs"));
+				if (!profiles)
+					print_table(json_object_get(rep,
+					    "jobs"));
+				print_profiles(json_object_get(rep,
+				    "profiles"));
 			}
 		}
-	} else if (strcmp(cmd, "run") == 0 && argc == 2) {
-		rep = call(sock, json_pack("{s:s, s:s}", "cmd", "run",
-		    "profile", argv[1]));
+	} else if (strcmp(cmd, "run") == 0 && (argc == 2 || (argc == 3 &&
+	    strcmp(argv[2], "--full") == 0) || (argc == 4 &&
+	    strcmp(argv[2], "--since") == 0))) {
+		req = json_pack("{s:s, s:s}", "cmd", "run", "profile",
+		    argv[1]);
+		if (argc == 3)
+			json_object_set_new(req, "full", json_true());
+		else if (argc == 4)
+			json_object_set_new(req, "since", json_string(argv[3]));
+		rep = call(sock, req);
 		if ((rc = check_reply(rep)) == 0)
 			printf("started job %lld for profile %s\n",
 			    json_integer_value(json_object_get(rep, "job")),

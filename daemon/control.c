@@ -126,7 +126,7 @@ static void
 handle(struct ctl_conn *c, const char *line, size_t len)
 {
 	struct engine *e = c->ctl->engine;
-	json_t *req, *v, *jobs;
+	json_t *req, *v, *jobs, *profs;
 	const char *cmd, *profile;
 	char err[512];
 	int64_t id;
@@ -150,11 +150,17 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		limit = json_is_integer(v) ? (int)json_integer_value(v) : 50;
 		if (limit < 1 || limit > 1000)
 			limit = 50;
-		if ((jobs = engine_status(e, limit)) == NULL)
+		jobs = engine_status(e, limit);
+		profs = engine_profiles(e);
+		if (jobs == NULL || profs == NULL) {
+			json_decref(jobs);
+			json_decref(profs);
 			reply_error(c, "cannot read jobs from the database");
-		else
-			reply(c, json_pack("{s:b, s:o, s:s}", "ok", 1,
-			    "jobs", jobs, "daemon", BCDAD_VERSION));
+		} else {
+			reply(c, json_pack("{s:b, s:o, s:o, s:s}", "ok", 1,
+			    "jobs", jobs, "profiles", profs, "daemon",
+			    BCDAD_VERSION));
+		}
 	} else if (!c->privileged) {
 		reply_error(c, "permission denied: run and cancel need root "
 		    "or the bcdad user or group");
@@ -162,7 +168,9 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		profile = json_string_value(json_object_get(req, "profile"));
 		if (profile == NULL)
 			reply_error(c, "run needs \"profile\"");
-		else if (engine_run(e, profile, &id, err, sizeof(err)) != 0)
+		else if (engine_run(e, profile, json_string_value(
+		    json_object_get(req, "since")), json_is_true(
+		    json_object_get(req, "full")), &id, err, sizeof(err)) != 0)
 			reply_error(c, err);
 		else
 			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",

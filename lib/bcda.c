@@ -150,10 +150,32 @@ api_base(const struct profile *p, const char *rest)
  * Query values are escaped with curl; _type is one comma-joined value
  * because BCDA reads only the first _type parameter.
  */
-char *
-bcda_kickoff_url(const struct profile *p, const char *since)
+/*
+ * The _typeFilter value with each '+' (and '%') percent-encoded once, so
+ * that after curl escapes it again BCDA's two decodings give it back.
+ */
+static char *
+type_filter_once(const char *tf)
 {
-	char types[512] = "", *url = NULL, *esc, *q = NULL, *tmp;
+	char *out, *o;
+
+	if ((out = malloc(strlen(tf) * 3 + 1)) == NULL)
+		return NULL;
+	for (o = out; *tf != '\0'; tf++) {
+		if (*tf == '+' || *tf == '%')
+			o += sprintf(o, "%%%02X", (unsigned char)*tf);
+		else
+			*o++ = *tf;
+	}
+	*o = '\0';
+	return out;
+}
+
+char *
+bcda_kickoff_url(const struct profile *p, enum bcda_endpoint ep,
+    const char *since)
+{
+	char types[512] = "", *url = NULL, *esc, *q = NULL, *tmp, *tf = NULL;
 	size_t off = 0;
 	int i;
 
@@ -171,13 +193,17 @@ bcda_kickoff_url(const struct profile *p, const char *since)
 		ADD("_type", types);
 	if (since != NULL)
 		ADD("_since", since);
-	if (p->type_filter != NULL && p->api_version >= 3)
-		ADD("_typeFilter", p->type_filter);
+	if (p->type_filter != NULL && p->api_version >= 3) {
+		if ((tf = type_filter_once(p->type_filter)) == NULL)
+			goto fail;
+		ADD("_typeFilter", tf);
+	}
 #undef ADD
 	if (asprintf(&url, "%s/api/v%d/%s%s", p->base_url, p->api_version,
-	    endpoint_paths[p->endpoint], q) < 0)
+	    endpoint_paths[ep], q) < 0)
 		url = NULL;
 fail:
+	free(tf);
 	free(q);
 	return url;
 }
@@ -319,6 +345,67 @@ bcda_parse_outcome(const char *body, size_t len, struct bcda_outcome *o)
 	copy_clean(o->text, sizeof(o->text), json_string_value(text));
 out:
 	json_decref(root);
+}
+
+int
+bcda_job_failed(long status, const struct bcda_outcome *o)
+{
+	return status == 500 && o->present &&
+	    strstr(o->text, "Job failed to complete") != NULL;
+}
+
+enum bcda_refusal
+bcda_kickoff_404(const struct bcda_outcome *o)
+{
+	if (!o->present)
+		return BCDA_404_OTHER;
+	if (strcasestr(o->text, "No up-to-date attribution information"))
+		return BCDA_404_ATTRIBUTION;
+	if (strcasestr(o->text, "runout data is no longer available"))
+		return BCDA_404_RUNOUT_EXPIRED;
+	if (strcasestr(o->text, "attribution file not found for given _since"))
+		return BCDA_404_SINCE;
+	return BCDA_404_OTHER;
+}
+
+int
+bcda_find_blocker(const char *body, size_t len, int api_version,
+    time_t *start, char *id, size_t idlen)
+{
+	json_t *root, *e, *task, *in;
+	const char *st, *vs, *s, *v;
+	char ver[16];
+	time_t t;
+	size_t i;
+	int rc = -ENOENT;
+
+	if ((root = json_loadb(body, len, JSON_DISABLE_EOF_CHECK, NULL)) ==
+	    NULL)
+		return -ENOENT;
+	snprintf(ver, sizeof(ver), "/api/v%d/", api_version);
+	json_array_foreach(json_object_get(root, "entry"), i, e) {
+		task = json_object_get(e, "resource");
+		st = json_string_value(json_object_get(task, "status"));
+		in = json_array_get(json_object_get(task, "input"), 0);
+		vs = json_string_value(json_object_get(in, "valueString"));
+		s = json_string_value(json_object_get(json_object_get(task,
+		    "executionPeriod"), "start"));
+		v = json_string_value(json_object_get(json_array_get(
+		    json_object_get(task, "identifier"), 0), "value"));
+		if (st == NULL || vs == NULL || s == NULL || v == NULL ||
+		    (strcmp(st, "accepted") != 0 &&
+		    strcmp(st, "in-progress") != 0) ||
+		    strstr(vs, ver) == NULL ||
+		    iso8601_parse(s, ISO8601_LENIENT, &t) != 0)
+			continue;
+		if (rc != 0 || t < *start) {
+			*start = t;
+			copy_clean(id, idlen, v);
+			rc = 0;
+		}
+	}
+	json_decref(root);
+	return rc;
 }
 
 /* Percent-decodes s into a new string, for comparing URLs as BCDA saw them. */

@@ -60,8 +60,14 @@ int	bcda_parse_instant(const char *s, time_t *out);
  */
 int	bcda_parse_expires(const char *s, time_t *out);
 
-/* The export kickoff URL for a profile and an optional _since. */
-char	*bcda_kickoff_url(const struct profile *, const char *since);
+/*
+ * The export kickoff URL for a profile, at endpoint ep (the profile's own,
+ * or /Group/runout as its January fallback), with an optional _since.
+ * BCDA URL-decodes _typeFilter twice (validation.go GetTypeFilterParams),
+ * so a '+' in it is sent as %252B and reaches the server as '+'.
+ */
+char	*bcda_kickoff_url(const struct profile *, enum bcda_endpoint ep,
+	    const char *since);
 /* base/api/vN/jobs?_status=... for finding a job whose ID was lost. */
 char	*bcda_jobs_url(const struct profile *);
 char	*bcda_token_url(const struct profile *);
@@ -75,6 +81,33 @@ void	bcda_manifest_clear(struct bcda_manifest *);
 
 /* Reads an OperationOutcome from an error body (possibly two concatenated). */
 void	bcda_parse_outcome(const char *body, size_t len, struct bcda_outcome *);
+
+/*
+ * 1 when a status URL's 500 says the BCDA job failed for good: only the
+ * diagnostics "Service encountered numerous errors. Job failed to
+ * complete." (requests.go JobStatus).  Every other 500, with or without
+ * an OperationOutcome, is one of BCDA's own hiccups and worth a retry.
+ */
+int	bcda_job_failed(long status, const struct bcda_outcome *);
+
+/* Why BCDA refused a kickoff with 404 (requests.go bulkRequest). */
+enum bcda_refusal {
+	BCDA_404_OTHER,
+	BCDA_404_ATTRIBUTION,	/* no up-to-date attribution (January) */
+	BCDA_404_RUNOUT_EXPIRED, /* runout data 180 days after ingestion */
+	BCDA_404_SINCE,		/* _since older than the attribution file */
+};
+enum bcda_refusal bcda_kickoff_404(const struct bcda_outcome *);
+
+/*
+ * Finds, in a jobs-list Bundle, the BCDA job that blocks a kickoff with
+ * the duplicate-job 429: the oldest pending or in-progress job of the same
+ * API version (ratelimit.go compares versions, not endpoints).  Sets
+ * *start to its executionPeriod.start and *id to its id (at most idlen
+ * bytes).  Returns 0, or -ENOENT when the list holds no such job.
+ */
+int	bcda_find_blocker(const char *body, size_t len, int api_version,
+	    time_t *start, char *id, size_t idlen);
 
 /*
  * Finds, in a jobs-list Bundle, the status URL of a job whose request was

@@ -28,6 +28,7 @@
 #define BCDAD_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -79,6 +80,8 @@ struct profile {
 	char		*bcda_secret_arn; /* Secrets Manager JSON with
 					   client_id, client_secret; then
 					   client_id and secret_* are NULL */
+	int		 runout_fallback; /* January: export /Group/runout */
+	int64_t		 secret_issued;	/* unix s of the secret's issue, 0 */
 };
 
 struct config {
@@ -93,6 +96,10 @@ struct config {
 	int		 low_speed_time;	/* seconds below 1 byte/s */
 	int		 poll_min, poll_max;	/* status poll backoff, seconds */
 	int		 retry_min, retry_max;	/* transient-error backoff, s */
+	int		 retry_budget;	/* s a stage retries before failing */
+	int		 bcda_request_limit;	/* BCDA requests per window, */
+	int		 bcda_request_window;	/* all profiles together (s) */
+	int		 bcda_job_timeout;	/* s a BCDA job blocks others */
 	struct profile	*profiles[CONFIG_MAX_PROFILES];
 	int		 nprofiles;
 
@@ -148,6 +155,7 @@ int		 config_parse_int(const char *, long min, long max, int *);
 int		 config_parse_size(const char *, long long min, long long max,
 		    long long *);			/* 123, 8K, 8M, 1G */
 int		 config_parse_bool(const char *, int *); /* yes/no/true/... */
+int		 config_parse_date(const char *, int64_t *); /* YYYY-MM-DD, UTC */
 int		 config_type_index(const char *);	/* -1: unknown type */
 int		 config_type_in_version(const char *, int version);
 void		 config_types_for_version(int version, char *, size_t);

@@ -175,6 +175,22 @@ config_parse_bool(const char *s, int *out)
 	return 0;
 }
 
+/* A calendar date YYYY-MM-DD, as midnight UTC in unix seconds. */
+int
+config_parse_date(const char *s, int64_t *out)
+{
+	char buf[32];
+	time_t t;
+
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
+	if (iso8601_parse(buf, 0, &t) != 0)
+		return -EINVAL;
+	*out = (int64_t)t;
+	return 0;
+}
+
 /*
  * An RFC 3339 instant with a zone, as BCDA's time.RFC3339Nano parse wants:
  * YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm).

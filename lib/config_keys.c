@@ -34,6 +34,10 @@ enum daemon_key {
 	DK_POLL_MAX,
 	DK_RETRY_MIN,
 	DK_RETRY_MAX,
+	DK_RETRY_BUDGET,
+	DK_BCDA_REQUEST_LIMIT,
+	DK_BCDA_REQUEST_WINDOW,
+	DK_BCDA_JOB_TIMEOUT,
 	DK__COUNT
 };
 
@@ -58,6 +62,8 @@ enum profile_key {
 	PK_HL_OUTPUT_URI,
 	PK_SNS_TOPIC_ARN,
 	PK_BCDA_SECRET_ARN,
+	PK_RUNOUT_FALLBACK,
+	PK_SECRET_ISSUED,
 	PK__COUNT
 };
 
@@ -87,6 +93,10 @@ static const char *const daemon_keys[DK__COUNT] = {
 	[DK_POLL_MAX] = "poll_max",
 	[DK_RETRY_MIN] = "retry_min",
 	[DK_RETRY_MAX] = "retry_max",
+	[DK_RETRY_BUDGET] = "retry_budget",
+	[DK_BCDA_REQUEST_LIMIT] = "bcda_request_limit",
+	[DK_BCDA_REQUEST_WINDOW] = "bcda_request_window",
+	[DK_BCDA_JOB_TIMEOUT] = "bcda_job_timeout",
 };
 
 static const char *const profile_keys[PK__COUNT] = {
@@ -110,6 +120,8 @@ static const char *const profile_keys[PK__COUNT] = {
 	[PK_HL_OUTPUT_URI] = "healthlake_output_uri",
 	[PK_SNS_TOPIC_ARN] = "sns_topic_arn",
 	[PK_BCDA_SECRET_ARN] = "bcda_secret_arn",
+	[PK_RUNOUT_FALLBACK] = "runout_fallback",
+	[PK_SECRET_ISSUED] = "client_secret_issued",
 };
 
 static const char *const aws_keys[AK__COUNT] = {
@@ -143,6 +155,17 @@ static const struct int_key {
 	{ DK_POLL_MAX, offsetof(struct config, poll_max), 1, 86400, 300 },
 	{ DK_RETRY_MIN, offsetof(struct config, retry_min), 1, 86400, 5 },
 	{ DK_RETRY_MAX, offsetof(struct config, retry_max), 1, 86400, 900 },
+	/* How long one stage keeps retrying transient failures in a row. */
+	{ DK_RETRY_BUDGET, offsetof(struct config, retry_budget),
+	    1, 7 * 86400, 6 * 3600 },
+	/* BCDA's WAF: 3,000 requests per 5 minutes per IP address. */
+	{ DK_BCDA_REQUEST_LIMIT, offsetof(struct config, bcda_request_limit),
+	    1, 1000000, 3000 },
+	{ DK_BCDA_REQUEST_WINDOW, offsetof(struct config, bcda_request_window),
+	    1, 86400, 300 },
+	/* BCDA's ARCHIVE_THRESHOLD_HR: a job blocks others for 24 h. */
+	{ DK_BCDA_JOB_TIMEOUT, offsetof(struct config, bcda_job_timeout),
+	    1, 7 * 86400, 86400 },
 };
 
 /*
@@ -494,9 +517,18 @@ profile_key(struct parse_state *ps, int key, const char *value)
 		}
 		return 0;
 	case PK_KEEP_LOCAL:
-		if (config_parse_bool(value, &p->keep_local) != 0) {
-			conf_error(ps, ps->line, "keep_local \"%s\" is not one "
-			    "of yes, no, true, false, 1, 0", value);
+	case PK_RUNOUT_FALLBACK:
+		if (config_parse_bool(value, key == PK_KEEP_LOCAL ?
+		    &p->keep_local : &p->runout_fallback) != 0) {
+			conf_error(ps, ps->line, "%s \"%s\" is not one of yes, "
+			    "no, true, false, 1, 0", profile_keys[key], value);
+			return -EINVAL;
+		}
+		return 0;
+	case PK_SECRET_ISSUED:
+		if (config_parse_date(value, &p->secret_issued) != 0) {
+			conf_error(ps, ps->line, "client_secret_issued \"%s\" "
+			    "is not a date such as 2026-09-01", value);
 			return -EINVAL;
 		}
 		return 0;

@@ -53,6 +53,70 @@ ej_backoff(int min_s, int max_s, int n)
 	return d / 2 + (uint64_t)random() % (d / 2 + 1);
 }
 
+/*
+ * BCDA's WAF allows bcda_request_limit requests per bcda_request_window
+ * from one address, whatever the ACO.  Returns 0 and counts a request
+ * when one may be sent now, else the ms until one may.
+ */
+uint64_t
+ej_bcda_budget(struct engine *e)
+{
+	uint64_t now = ej_now(e), window, oldest;
+
+	window = (uint64_t)e->cfg->bcda_request_window * 1000;
+	oldest = e->reqlog[e->reqlog_next];
+	if (e->reqlog_len == e->cfg->bcda_request_limit &&
+	    now < oldest + window)
+		return oldest + window - now;
+	e->reqlog[e->reqlog_next] = now;
+	e->reqlog_next = (e->reqlog_next + 1) % e->cfg->bcda_request_limit;
+	if (e->reqlog_len < e->cfg->bcda_request_limit)
+		e->reqlog_len++;
+	return 0;
+}
+
+/*
+ * BCDA client secrets expire 90 days after they are issued.  From
+ * SECRET_WARN_DAYS days before (counting a part of a day as a day),
+ * writes a warning to buf and returns 1; otherwise returns 0.
+ */
+int
+ej_secret_warning(const struct profile *p, time_t now, char *buf, size_t len)
+{
+	time_t expires;
+	long long left;
+	char day[16];
+	struct tm tm;
+
+	if (p->secret_issued == 0)
+		return 0;
+	expires = (time_t)(p->secret_issued + SECRET_LIFETIME);
+	left = ((long long)expires - (long long)now + 86399) / 86400;
+	if (left > SECRET_WARN_DAYS)
+		return 0;
+	gmtime_r(&expires, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	if (left <= 0)
+		snprintf(buf, len, "the BCDA client secret of profile %s "
+		    "expired on %s (90 days after it was issued): create a new "
+		    "one in the BCDA portal and set client_secret_issued",
+		    p->name, day);
+	else
+		snprintf(buf, len, "the BCDA client secret of profile %s "
+		    "expires on %s, in %lld day%s: create a new one in the BCDA "
+		    "portal and set client_secret_issued", p->name, day, left,
+		    left == 1 ? "" : "s");
+	return 1;
+}
+
+/* A step got the answer it wanted: the run of transient failures ends. */
+void
+ej_ok(struct ejob *j)
+{
+	j->attempts = 0;
+	j->trouble_since = 0;
+}
+
 void
 ej_set_error(struct ejob *j, const char *fmt, ...)
 {
@@ -101,12 +165,13 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 
 	int notify = j->row.notify_state;
 
-	if (to != JOB_FAILED && to != JOB_CANCELLED && j->row.last_error) {
+	if (to != JOB_FAILED && to != JOB_CANCELLED && to != JOB_SKIPPED &&
+	    j->row.last_error) {
 		free(j->row.last_error);
 		j->row.last_error = NULL;
 	}
 	/* A failure is owed to SNS, recorded with the failure itself. */
-	if (to == JOB_FAILED && j->pt != NULL &&
+	if ((to == JOB_FAILED || to == JOB_SKIPPED) && j->pt != NULL &&
 	    j->pt->prof->sns_topic_arn != NULL)
 		j->row.notify_state = 1;
 	rc = job_set_state(j->e->st, &j->row, from, to, why, extra, arg);
@@ -121,7 +186,7 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 	log_job(to == JOB_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO, j->row.id,
 	    j->row.profile, job_state_name(to), "%s -> %s: %s",
 	    job_state_name(from), job_state_name(to), why);
-	j->attempts = 0;
+	ej_ok(j);
 	j->reauth = 0;
 	if (job_state_terminal(to)) {
 		ej_cancel_transfers(j);
@@ -134,6 +199,48 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 		ej_due(j, 0);
 	}
 	return 0;
+}
+
+/* Saves the job row as it is (no change of state); logs a failure. */
+int
+ej_save(struct ejob *j)
+{
+	int rc;
+
+	j->row.updated_at = (int64_t)time(NULL);
+	if ((rc = store_job_save(j->e->st, &j->row)) != 0)
+		JLOG(LOG_LVL_ERR, j, "cannot save the job: %s", strerror(-rc));
+	return rc;
+}
+
+/*
+ * A same-state checkpoint: saves the job row and a history row saying
+ * why, in one transaction, then runs the step again.  For a change of
+ * plan within a state (the January fallback to /Group/runout).
+ */
+int
+ej_checkpoint(struct ejob *j, const char *why)
+{
+	struct store *st = j->e->st;
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	j->row.updated_at = now;
+	if ((rc = store_begin(st)) != 0)
+		goto fail;
+	if ((rc = store_job_save(st, &j->row)) != 0 ||
+	    (rc = store_history_add(st, j->row.id, now, j->row.state,
+	    j->row.state, why)) != 0 || (rc = store_commit(st)) != 0) {
+		store_rollback(st);
+		goto fail;
+	}
+	JLOG(LOG_LVL_INFO, j, "%s", why);
+	ej_due(j, 0);
+	return 0;
+fail:
+	JLOG(LOG_LVL_ERR, j, "cannot record \"%s\": %s", why, strerror(-rc));
+	ej_due(j, 5000);
+	return rc;
 }
 
 void
@@ -163,7 +270,8 @@ ej_fail(struct ejob *j, const char *fmt, ...)
 
 /*
  * A transient failure: remember why, wait, and run the same step again.
- * Retry-After, when the server sent one, wins over our own backoff.
+ * Retry-After, when the server sent one, wins over our own backoff.  A
+ * stage that has failed for retry_budget seconds in a row fails the job.
  */
 void
 ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
@@ -176,17 +284,22 @@ ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (++j->attempts > MAX_ATTEMPTS) {
-		ej_fail(j, "%s (gave up after %d attempts)", buf, MAX_ATTEMPTS);
+	if (j->trouble_since == 0)
+		j->trouble_since = ej_now(j->e);
+	if (ej_now(j->e) - j->trouble_since >= (uint64_t)c->retry_budget *
+	    1000) {
+		ej_fail(j, "%s (gave up after retrying for %d s, the "
+		    "retry_budget)", buf, c->retry_budget);
 		return;
 	}
+	j->attempts++;
 	delay = ej_backoff(c->retry_min, c->retry_max, j->attempts);
 	if (retry_after > RETRY_AFTER_MAX)
 		retry_after = RETRY_AFTER_MAX;
 	if (retry_after > 0)
 		delay = (uint64_t)retry_after * 1000;
 	ej_set_error(j, "%s", buf);
-	store_job_save(j->e->st, &j->row);
+	ej_save(j);
 	JLOG(LOG_LVL_WARN, j, "%s; retry %d in %llu s", buf, j->attempts,
 	    (unsigned long long)(delay + 999) / 1000);
 	ej_due(j, delay);
@@ -207,22 +320,66 @@ on_delete(struct ejob *j, const struct http_resp *resp)
 	ej_enter(j, JOB_CANCELLED, why, NULL, NULL);
 }
 
+/*
+ * A cancel with a kickoff sent and unanswered (in flight when the cancel
+ * came, or lost in a crash): BCDA may have started the job all the same.
+ * It is found in BCDA's job list and deleted, so that it neither runs for
+ * nothing nor blocks the next night with the duplicate-job 429.
+ */
+static void
+on_cancel_list(struct ejob *j, const struct http_resp *resp)
+{
+	char *url, what[300];
+
+	if ((url = ej_own_job(j, resp)) != NULL) {
+		free(j->row.status_url);
+		j->row.status_url = url;
+		ej_save(j);
+		JLOG(LOG_LVL_INFO, j, "the cancelled kickoff started BCDA job "
+		    "%s; deleting it", url);
+		ej_due(j, 0);
+		return;
+	}
+	if (resp->result == CURLE_OK && resp->status < 500) {
+		j->row.kickoff_sent = 0;
+		ej_enter(j, JOB_CANCELLED, "cancelled on request (no BCDA job "
+		    "was started)", NULL, NULL);
+		return;
+	}
+	ej_describe(resp, what, sizeof(what));
+	ej_retry(j, -1, "cancelling: listing BCDA jobs failed: %s", what);
+}
+
 static void
 step_cancel(struct ejob *j)
 {
+	char *url;
+
 	if (j->row.state == JOB_NOTIFY) {
 		/* Export and import are done: only the announcement is left. */
 		j->row.cancel_requested = 0;
-		store_job_save(j->e->st, &j->row);
+		ej_save(j);
 		step_notify(j);
 		return;
 	}
 	ej_cancel_transfers(j);
-	if (j->row.state == JOB_POLL && j->row.status_url != NULL) {
+	if ((j->row.state == JOB_POLL || j->row.state == JOB_KICKOFF) &&
+	    j->row.status_url != NULL) {
 		/* Tell BCDA too, so it stops working and frees the ACO. */
 		if (ej_have_token(j))
 			ej_api_request(j, "DELETE", j->row.status_url, 0,
 			    on_delete);
+		return;
+	}
+	if (j->row.state == JOB_KICKOFF && j->row.kickoff_sent != 0) {
+		if (!ej_have_token(j))
+			return;
+		if ((url = bcda_jobs_url(j->pt->prof)) == NULL) {
+			ej_retry(j, -1, "out of memory");
+			return;
+		}
+		ej_api_request(j, "GET", url, 1, on_cancel_list);
+		free(url);
 		return;
 	}
 	ej_enter(j, JOB_CANCELLED, "cancelled on request", NULL, NULL);
@@ -348,7 +505,10 @@ engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
 	e->tokens = calloc((size_t)(cfg->nprofiles ? cfg->nprofiles : 1),
 	    sizeof(*e->tokens));
 	e->http = http_new(loop, cfg->connect_timeout, cfg->low_speed_time);
-	if (e->tokens == NULL || e->http == NULL) {
+	e->reqlog = calloc((size_t)cfg->bcda_request_limit,
+	    sizeof(*e->reqlog));
+	if (e->tokens == NULL || e->http == NULL || e->reqlog == NULL) {
+		free(e->reqlog);
 		free(e->tokens);
 		http_free(e->http);
 		free(e);
@@ -395,6 +555,11 @@ load_job(struct job_row *row, void *arg)
 		    j->row.profile);
 		return 0;
 	}
+	/* A job from before watermarks had scopes exports the profile's. */
+	if (j->row.scope == NULL && j->row.state != JOB_NEW &&
+	    (j->row.scope = ej_scope(j->pt->prof, j->row.runout ?
+	    EP_GROUP_RUNOUT : j->pt->prof->endpoint)) == NULL)
+		return -ENOMEM;
 	JLOG(LOG_LVL_INFO, j, "resuming");
 	ej_due(j, 0);
 	return 0;
@@ -472,12 +637,13 @@ engine_free(struct engine *e)
 		sm_forget(&e->tokens[i]);
 	}
 	free(e->tokens);
+	free(e->reqlog);
 	free(e);
 }
 
 int
-engine_run(struct engine *e, const char *profile, int64_t *job_id, char *err,
-    size_t errlen)
+engine_run(struct engine *e, const char *profile, const char *since, int full,
+    int64_t *job_id, char *err, size_t errlen)
 {
 	struct job_row row;
 	struct ejob *j;
@@ -495,9 +661,22 @@ engine_run(struct engine *e, const char *profile, int64_t *job_id, char *err,
 			return -EBUSY;
 		}
 	}
+	if (since != NULL && (full || !config_valid_instant(since))) {
+		snprintf(err, errlen, full ? "--since and --full exclude each "
+		    "other" : "--since %s is not an RFC 3339 instant with a "
+		    "zone, such as 2026-07-01T00:00:00Z", since);
+		return -EINVAL;
+	}
 	memset(&row, 0, sizeof(row));
 	row.profile = strdup(profile);
 	row.progress = -1;
+	row.since_mode = since ? SINCE_MODE_GIVEN : full ? SINCE_MODE_FULL :
+	    SINCE_MODE_PROFILE;
+	if (since != NULL && (row.since = strdup(since)) == NULL) {
+		job_row_clear(&row);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	if (row.profile == NULL ||
 	    (rc = store_job_insert(e->st, &row, (int64_t)time(NULL))) != 0) {
 		job_row_clear(&row);
@@ -554,7 +733,7 @@ struct status_ctx {
 };
 
 struct file_tally {
-	json_int_t	 total, done, failed, bytes, lines;
+	json_int_t	 total, done, failed, bytes, lines, error_lines;
 };
 
 static int
@@ -566,7 +745,11 @@ tally_file(struct file_row *f, void *arg)
 	if (f->state == FILE_DONE) {
 		t->done++;
 		t->bytes += f->bytes;
-		t->lines += f->lines;
+		/* Resources only: error-file lines are counted apart. */
+		if (f->kind == FILE_OUTPUT)
+			t->lines += f->lines;
+		else
+			t->error_lines += f->lines;
 	} else if (f->state == FILE_FAILED) {
 		t->failed++;
 	}
@@ -582,7 +765,7 @@ status_job(struct job_row *r, void *arg)
 
 	store_files(c->e->st, r->id, tally_file, &t);
 	o = json_pack("{s:I, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:s?, s:s?, s:s?, s:I, s:I}",
+	    "s:I, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:b}",
 	    "id", (json_int_t)r->id, "profile", r->profile,
 	    "state", job_state_name(r->state), "progress", r->progress,
 	    "files_total", t.total, "files_done", t.done,
@@ -592,7 +775,9 @@ status_job(struct job_row *r, void *arg)
 	    "transaction_time", r->transaction_time,
 	    "dir", r->out_dir, "last_error", r->last_error,
 	    "errors", (json_int_t)(r->err_counts[0] + r->err_counts[1]),
-	    "warnings", (json_int_t)r->err_counts[2]);
+	    "warnings", (json_int_t)r->err_counts[2],
+	    "error_lines", t.error_lines, "scope", r->scope,
+	    "runout", r->runout);
 	if (o != NULL)
 		json_array_append_new(c->arr, o);
 	return 0;
@@ -610,6 +795,54 @@ engine_status(struct engine *e, int limit)
 		return NULL;
 	}
 	return c.arr;
+}
+
+static int
+status_mark(const struct store_mark *m, void *arg)
+{
+	json_t *by = arg, *p;
+
+	if ((p = json_object_get(by, m->profile)) == NULL)
+		return 0;	/* no longer configured */
+	json_array_append_new(json_object_get(p, "watermarks"), json_pack(
+	    "{s:s, s:s, s:I, s:I}", "scope", m->scope, "transaction_time",
+	    m->transaction_time, "moved_at", (json_int_t)m->updated_at,
+	    "job", (json_int_t)m->job_id));
+	return 0;
+}
+
+json_t *
+engine_profiles(struct engine *e)
+{
+	json_t *arr = json_array(), *by = json_object(), *p;
+	char warn[256];
+	int i;
+
+	if (arr == NULL || by == NULL)
+		goto fail;
+	for (i = 0; i < e->cfg->nprofiles; i++) {
+		const struct profile *pr = e->cfg->profiles[i];
+
+		p = json_pack("{s:s, s:o}", "profile", pr->name, "watermarks",
+		    json_array());
+		if (p == NULL)
+			goto fail;
+		if (pr->secret_issued != 0)
+			json_object_set_new(p, "secret_expires", json_integer(
+			    pr->secret_issued + SECRET_LIFETIME));
+		if (ej_secret_warning(pr, time(NULL), warn, sizeof(warn)))
+			json_object_set_new(p, "warning", json_string(warn));
+		json_object_set_new(by, pr->name, json_incref(p));
+		json_array_append_new(arr, p);
+	}
+	if (store_watermarks(e->st, status_mark, by) != 0)
+		goto fail;
+	json_decref(by);
+	return arr;
+fail:
+	json_decref(by);
+	json_decref(arr);
+	return NULL;
 }
 
 int

@@ -236,15 +236,29 @@ report_json(const struct hl_job_status *s)
 	return text;
 }
 
-/* Inside the IMPORT -> NOTIFY transaction: the next export's _since. */
+/*
+ * Inside the IMPORT -> NOTIFY transaction, once every stage that moves
+ * data has succeeded: the scope's watermark, the next export's _since.
+ * A failed or cancelled job never gets here.
+ */
 static int
 save_cursor(struct store *st, struct job_row *job, void *arg)
 {
 	(void)arg;
-	if (job->transaction_time == NULL)
+	if (job->transaction_time == NULL || job->scope == NULL)
 		return 0;
-	return store_cursor_set(st, job->profile, job->transaction_time,
-	    (int64_t)time(NULL));
+	return store_watermark_set(st, job->profile, job->scope,
+	    job->transaction_time, job->id, (int64_t)time(NULL));
+}
+
+static int
+count_output(struct file_row *f, void *arg)
+{
+	int64_t *n = arg;
+
+	if (f->kind == FILE_OUTPUT)
+		*n += f->lines;
+	return 0;
 }
 
 static void
@@ -298,10 +312,31 @@ step_import(struct ejob *j)
 	const struct profile *p = j->pt->prof;
 	char tok[HL_CLIENT_TOKEN_MAX + 1];
 
+	int64_t resources = 0;
+	int rc;
+
 	if (p->healthlake_datastore_id == NULL) {
 		ej_enter(j, JOB_NOTIFY, "no HealthLake datastore configured",
 		    save_cursor, NULL);
 		return;
+	}
+	if (j->row.import_job_id == NULL && j->row.import_token == NULL) {
+		/*
+		 * An incremental night with nothing new (output: []): there is
+		 * nothing to import, and HealthLake would fail on an empty
+		 * prefix.  The export still succeeded.
+		 */
+		if ((rc = store_files(j->e->st, j->row.id, count_output,
+		    &resources)) != 0) {
+			ej_retry(j, -1, "cannot read the file list: %s",
+			    strerror(-rc));
+			return;
+		}
+		if (resources == 0) {
+			ej_enter(j, JOB_NOTIFY, "nothing new to import (0 "
+			    "resources)", save_cursor, NULL);
+			return;
+		}
 	}
 	if (p->kms_key_id == NULL) {
 		ej_fail(j, "HealthLake needs kms_key_id for its output; set "
@@ -345,6 +380,8 @@ outcome(const struct ejob *j)
 		return "FAILED";
 	if (j->row.state == JOB_CANCELLED)
 		return "CANCELLED";
+	if (j->row.state == JOB_SKIPPED)
+		return "SKIPPED";
 	if (j->row.import_status != NULL &&
 	    strcmp(j->row.import_status, "COMPLETED_WITH_ERRORS") == 0)
 		return "COMPLETED_WITH_ERRORS";
@@ -396,7 +433,7 @@ notify_message(struct ejob *j)
 	json_int_t bytes = 0, resources = 0;
 	const char *k;
 	json_t *v;
-	char *text, *uri = NULL;
+	char *text, *uri = NULL, warn[256];
 
 	store_history(j->e->st, j->row.id, add_state, states);
 	store_files(j->e->st, j->row.id, add_file, types);
@@ -422,9 +459,11 @@ notify_message(struct ejob *j)
 	    "error", (json_int_t)j->row.err_counts[1],
 	    "warning", (json_int_t)j->row.err_counts[2],
 	    "information", (json_int_t)j->row.err_counts[3],
-	    "error_message", j->row.state == JOB_FAILED ? j->row.last_error :
-	    NULL);
+	    "error_message", j->row.state == JOB_FAILED ||
+	    j->row.state == JOB_SKIPPED ? j->row.last_error : NULL);
 	free(uri);
+	if (m != NULL && ej_secret_warning(p, time(NULL), warn, sizeof(warn)))
+		json_object_set_new(m, "warning", json_string(warn));
 	text = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	json_decref(m);
 	return text;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine_int.h"
+#include "iso8601.h"
 #include "secretsmanager.h"
 
 /* ---- tokens ------------------------------------------------------------ */
@@ -80,6 +81,7 @@ token_done(struct http_req *r, void *arg)
 		margin = ttl / 4 < 60000 ? ttl / 4 : 60000;
 		pt->expires_at = ej_now(e) + ttl - margin;
 		pt->failures = 0;
+		pt->trouble_since = 0;
 		pt->rejected = 0;
 		pt->sm_refetched = 0;
 		pt->error[0] = '\0';
@@ -91,6 +93,8 @@ token_done(struct http_req *r, void *arg)
 		return;
 	}
 	pt->failures++;
+	if (pt->trouble_since == 0)
+		pt->trouble_since = ej_now(e);
 	ra = http_retry_after(resp->retry_after, time(NULL));
 	if (resp->result != CURLE_OK) {
 		snprintf(pt->error, sizeof(pt->error),
@@ -267,6 +271,16 @@ bcda_credentials(struct ptoken *pt, const char **id, char **secret)
 	return pt->sm_secret != NULL || pt->error[0] != '\0' ? -2 : 0;
 }
 
+/* True once the token endpoint has failed for the whole retry_budget. */
+static int
+token_outage_over(const struct ptoken *pt)
+{
+	const struct engine *e = pt->e;
+
+	return pt->trouble_since != 0 && ej_now(e) - pt->trouble_since >=
+	    (uint64_t)e->cfg->retry_budget * 1000;
+}
+
 /*
  * Returns 1 when the profile has a valid token.  Otherwise starts (or
  * joins) a token request, parks the job until it ends, and returns 0;
@@ -279,13 +293,14 @@ need_token(struct ejob *j)
 	struct ptoken *pt = j->pt;
 	char *secret = NULL, *url = NULL;
 	const char *id = NULL;
+	uint64_t wait;
 	int rc;
 
 	if (pt_valid(e, pt))
 		return 1;
 	if (pt->req == NULL) {
 		if (pt->error[0] != '\0' && ej_now(e) < pt->retry_at) {
-			if (pt->rejected)
+			if (pt->rejected || token_outage_over(pt))
 				return -1;
 			j->next_at = pt->retry_at;
 			engine_arm(e);
@@ -302,6 +317,12 @@ need_token(struct ejob *j)
 		if (rc == 0) {
 			j->waiting_token = 1;
 			j->next_at = NEVER;
+			return 0;
+		}
+		if ((wait = ej_bcda_budget(e)) > 0) {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+			ej_due(j, wait);
 			return 0;
 		}
 		/* A new attempt: only its own answer may reject it. */
@@ -344,6 +365,10 @@ ej_have_token(struct ejob *j)
 		return rc;
 	if (j->pt->rejected)
 		ej_fail(j, "%s", j->pt->error);
+	else if (token_outage_over(j->pt))
+		ej_fail(j, "%s (gave up after the token endpoint failed for "
+		    "%d s, the retry_budget)", j->pt->error,
+		    j->e->cfg->retry_budget);
 	else
 		ej_retry(j, -1, "%s", j->pt->error);
 	return 0;
@@ -374,8 +399,15 @@ api_done(struct http_req *r, void *arg)
 			    "new token");
 			ej_due(j, 0);
 		} else {
-			ej_retry(j, -1, "BCDA answered 401 to %s even with a "
-			    "fresh token", http_req_url(r));
+			/*
+			 * The token is new and still refused: BCDA says so
+			 * when the ACO is disabled (middleware.go ACOEnabled)
+			 * or the job belongs to another ACO (auth/middleware.go
+			 * RequireTokenJobMatch).  Retrying cannot help.
+			 */
+			ej_fail(j, "BCDA answered 401 to %s with a fresh token: "
+			    "credentials valid but this ACO is disabled or the "
+			    "job is not ours", http_req_url(r));
 		}
 		http_req_free(r);
 		return;
@@ -396,11 +428,17 @@ ej_api_request(struct ejob *j, const char *method, const char *url,
     int export_headers, api_done_fn fn)
 {
 	char *auth = NULL;
+	uint64_t wait;
 	int rc;
 
 	if (!bcda_url_trusted(j->pt->prof->base_url, url)) {
 		ej_fail(j, "BCDA gave a URL outside %s; refusing to send the "
 		    "token there", j->pt->prof->base_url);
+		return;
+	}
+	if ((wait = ej_bcda_budget(j->e)) > 0) {
+		/* The step runs again when the request budget allows. */
+		ej_due(j, wait);
 		return;
 	}
 	if ((j->req = http_req_new(method, url)) == NULL ||
@@ -447,51 +485,121 @@ ej_describe(const struct http_resp *resp, char *buf, size_t len)
 		snprintf(buf, len, "HTTP %ld", resp->status);
 }
 
+/*
+ * True for an answer worth retrying: no answer at all, 408, 429, or any
+ * 5xx.  BCDA reports its own hiccups (a job lookup, token introspection,
+ * its database or queue) as 500 + OperationOutcome code "exception", the
+ * same shape as a failed job, and never sends code "transient"; the one
+ * terminal 500 is bcda_job_failed()'s, which on_poll tests first.
+ */
 static int
 ej_transient(const struct http_resp *resp)
 {
-	struct bcda_outcome oo;
-
 	if (resp->result != CURLE_OK)
 		return 1;
-	if (resp->status == 429 || resp->status == 408)
-		return 1;
-	if (resp->status < 500)
-		return 0;
-	bcda_parse_outcome(resp->body, resp->body_len, &oo);
-	/* 500 with an OperationOutcome is BCDA's terminal "job failed". */
-	return !oo.present || strcmp(oo.code, "transient") == 0 ||
-	    resp->status != 500;
+	return resp->status == 429 || resp->status == 408 ||
+	    resp->status >= 500;
 }
 
 /* ---- NEW, TOKEN -------------------------------------------------------- */
 
-void
-step_new(struct ejob *j)
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The watermark scope of profile p exporting endpoint ep: API version,
+ * endpoint, the sorted type set ("default" for BCDA's) and the type
+ * filter, e.g. "v2 group-all Coverage,Patient".  Changing any of them
+ * starts a new scope from full history.  NULL when out of memory.
+ */
+char *
+ej_scope(const struct profile *p, enum bcda_endpoint ep)
+{
+	char *types[CONFIG_MAX_TYPES], list[512] = "default", *s;
+	size_t off = 0;
+	int i;
+
+	for (i = 0; i < p->ntypes; i++)
+		types[i] = p->types[i];
+	qsort(types, (size_t)p->ntypes, sizeof(types[0]), cmp_str);
+	for (i = 0; i < p->ntypes && off < sizeof(list); i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+		    i ? "," : "", types[i]);
+	if (asprintf(&s, "v%d %s %s%s%s", p->api_version,
+	    config_endpoint_name(ep), list, p->type_filter && p->api_version >= 3 ?
+	    " filter=" : "", p->type_filter && p->api_version >= 3 ?
+	    p->type_filter : "") < 0)
+		return NULL;
+	return s;
+}
+
+/*
+ * Sets the job's scope, _since and kickoff URL for exporting endpoint ep:
+ * _since is the one `bcdad run --since` gave, none for `--full`, else
+ * the profile's policy (the scope's watermark for since = auto).
+ * Returns 0, or -1 after failing or rescheduling the job.
+ */
+static int
+prepare_kickoff(struct ejob *j, enum bcda_endpoint ep)
 {
 	const struct profile *p = j->pt->prof;
-	char *since = NULL;
+	char *since = NULL, *scope;
 	time_t t;
+	int rc;
 
-	if (p->since == SINCE_AUTO)
-		store_cursor_get(j->e->st, p->name, &since);
-	else if (p->since == SINCE_FIXED)
+	if ((scope = ej_scope(p, ep)) == NULL) {
+		ej_retry(j, -1, "out of memory");
+		return -1;
+	}
+	if (j->row.since_mode == SINCE_MODE_GIVEN && j->row.since != NULL) {
+		since = strdup(j->row.since);
+	} else if (j->row.since_mode == SINCE_MODE_FULL) {
+		since = NULL;
+	} else if (p->since == SINCE_AUTO) {
+		if ((rc = store_watermark_get(j->e->st, p->name, scope,
+		    &since)) != 0) {
+			free(scope);
+			ej_retry(j, -1, "cannot read the watermark of %s: %s",
+			    p->name, strerror(-rc));
+			return -1;
+		}
+	} else if (p->since == SINCE_FIXED) {
 		since = strdup(p->since_value);
+	}
 	if (since != NULL && (bcda_parse_instant(since, &t) != 0 ||
 	    t > time(NULL))) {
 		ej_fail(j, "_since %s is not a past RFC 3339 instant", since);
 		free(since);
-		return;
+		free(scope);
+		return -1;
 	}
 	free(j->row.since);
 	free(j->row.kickoff_url);
+	free(j->row.scope);
 	j->row.since = since;
-	j->row.kickoff_url = bcda_kickoff_url(p, since);
+	j->row.scope = scope;
+	j->row.kickoff_url = bcda_kickoff_url(p, ep, since);
 	if (j->row.kickoff_url == NULL) {
 		ej_retry(j, -1, "out of memory building the kickoff URL");
-		return;
+		return -1;
 	}
-	ej_enter(j, JOB_TOKEN, since ? "incremental export" :
+	return 0;
+}
+
+void
+step_new(struct ejob *j)
+{
+	char warn[256];
+
+	if (ej_secret_warning(j->pt->prof, time(NULL), warn, sizeof(warn)))
+		JLOG(LOG_LVL_WARN, j, "%s", warn);
+	if (prepare_kickoff(j, j->row.runout ? EP_GROUP_RUNOUT :
+	    j->pt->prof->endpoint) != 0)
+		return;
+	ej_enter(j, JOB_TOKEN, j->row.since ? "incremental export" :
 	    "full-history export", NULL, NULL);
 }
 
@@ -503,6 +611,70 @@ step_token(struct ejob *j)
 }
 
 /* ---- KICKOFF ----------------------------------------------------------- */
+
+/*
+ * BCDA has no current attribution for the ACO: every January until the
+ * new performance year's is loaded (requests.go bulkRequest, about a
+ * month).  With runout_fallback the job exports /Group/runout instead;
+ * otherwise it ends SKIPPED, saying so, and nothing is exported.
+ */
+static void
+no_attribution(struct ejob *j)
+{
+	const struct profile *p = j->pt->prof;
+	char why[400];
+
+	if (p->runout_fallback && !j->row.runout &&
+	    p->endpoint != EP_GROUP_RUNOUT) {
+		j->row.runout = 1;
+		if (prepare_kickoff(j, EP_GROUP_RUNOUT) != 0)
+			return;
+		j->row.kickoff_sent = 0;
+		j->list_checked = 0;
+		ej_checkpoint(j, "BCDA has no current attribution for this ACO "
+		    "(January, until the new performance year is loaded); "
+		    "exporting /Group/runout instead (runout_fallback)");
+		return;
+	}
+	snprintf(why, sizeof(why), "BCDA has no current attribution for this "
+	    "ACO yet (every January until the new performance year is "
+	    "loaded, about a month): nothing was exported; the next "
+	    "scheduled run tries again%s", p->runout_fallback ||
+	    p->endpoint == EP_GROUP_RUNOUT ? "" : "; set runout_fallback = "
+	    "yes to export last year's /Group/runout meanwhile");
+	ej_set_error(j, "%s", why);
+	ej_enter(j, JOB_SKIPPED, why, NULL, NULL);
+}
+
+/* The kickoff answered 404: one of BCDA's three refusals, or a URL error. */
+static void
+kickoff_404(struct ejob *j, const struct http_resp *resp, const char *what)
+{
+	const struct profile *p = j->pt->prof;
+	struct bcda_outcome oo;
+
+	bcda_parse_outcome(resp->body, resp->body_len, &oo);
+	switch (bcda_kickoff_404(&oo)) {
+	case BCDA_404_ATTRIBUTION:
+		no_attribution(j);
+		return;
+	case BCDA_404_RUNOUT_EXPIRED:
+		ej_fail(j, "BCDA's runout data for this ACO is no longer "
+		    "available (it expires 180 days after ingestion): "
+		    "/Group/runout has nothing to export");
+		return;
+	case BCDA_404_SINCE:
+		ej_fail(j, "BCDA has no attribution data as old as _since %s "
+		    "for this ACO, and says so every night until the "
+		    "watermark moves: run `bcdad run %s --full` once to "
+		    "export full history", j->row.since ? j->row.since : "",
+		    p->name);
+		return;
+	case BCDA_404_OTHER:
+		break;
+	}
+	ej_fail(j, "BCDA refused the export request (%s)", what);
+}
 
 static void
 on_kickoff(struct ejob *j, const struct http_resp *resp)
@@ -522,15 +694,23 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 		j->row.status_url = strdup(cl);
 		j->row.kickoffs++;
 		j->row.progress = -1;
+		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "BCDA accepted the export", NULL, NULL);
 		return;
 	}
 	ej_describe(resp, what, sizeof(what));
 	if (resp->result == CURLE_OK && resp->status == 429) {
-		/* Maybe our own job, started just before a crash: look. */
+		/*
+		 * ratelimit.go: another export of this ACO and API version is
+		 * pending or running (maybe our own, started just before a
+		 * crash).  The job list says which, and until when it blocks.
+		 */
 		j->list_checked = 0;
-		ej_retry(j, ra, "BCDA refused the kickoff (429): an export of "
-		    "this ACO is already running");
+		j->dup429 = 1;
+		j->dup_retry_after = ra;
+		ej_due(j, 0);
+	} else if (resp->result == CURLE_OK && resp->status == 404) {
+		kickoff_404(j, resp, what);
 	} else if (ej_transient(resp)) {
 		ej_retry(j, ra, "kickoff failed: %s", what);
 	} else {
@@ -538,29 +718,92 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 	}
 }
 
+/*
+ * After a duplicate-job 429 with no job of ours in BCDA's list: wait for
+ * the blocking job to end, trying again on the poll schedule, but never
+ * past the moment BCDA stops counting it (bcda_job_timeout after it
+ * started).  Without a blocker in the list the 429 is a plain retry.
+ */
+static void
+wait_for_blocker(struct ejob *j, const struct http_resp *resp)
+{
+	const struct config *c = j->e->cfg;
+	char id[32], at[32];
+	time_t start = 0, now = time(NULL), until;
+	uint64_t delay;
+	struct tm tm;
+
+	if (bcda_find_blocker(resp->body, resp->body_len,
+	    j->pt->prof->api_version, &start, id, sizeof(id)) != 0 ||
+	    (until = start + c->bcda_job_timeout) <= now) {
+		ej_retry(j, j->dup_retry_after, "BCDA refused the kickoff (429): "
+		    "an export of this ACO is already running");
+		return;
+	}
+	delay = ej_backoff(c->poll_min, c->poll_max, ++j->dup_waits);
+	if (j->dup_retry_after > 0 &&
+	    delay < (uint64_t)j->dup_retry_after * 1000)
+		delay = (uint64_t)j->dup_retry_after * 1000;
+	if (delay > (uint64_t)(until - now) * 1000)
+		delay = (uint64_t)(until - now) * 1000;
+	gmtime_r(&until, &tm);
+	strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ej_set_error(j, "waiting: BCDA job %s of this ACO blocks a new export "
+	    "(duplicate-job 429) until it ends or, at the latest, %s",
+	    id, at);
+	ej_save(j);
+	JLOG(LOG_LVL_INFO, j, "%s; next try in %llu s", j->row.last_error,
+	    (unsigned long long)(delay + 999) / 1000);
+	/* Not a failure: the retry budget does not run while we wait. */
+	ej_ok(j);
+	ej_due(j, delay);
+}
+
+/*
+ * In an answer to the jobs-list request: the status URL of the BCDA job
+ * our last kickoff started, malloc'd, or NULL.
+ */
+char *
+ej_own_job(struct ejob *j, const struct http_resp *resp)
+{
+	char *url;
+
+	if (resp->result != CURLE_OK || resp->status != 200)
+		return NULL;
+	/* Five minutes of slack for clocks that disagree. */
+	url = bcda_find_job(resp->body, resp->body_len, j->row.kickoff_url,
+	    (time_t)j->row.kickoff_sent - 300);
+	if (url != NULL && !bcda_url_trusted(j->pt->prof->base_url, url)) {
+		free(url);
+		url = NULL;
+	}
+	return url;
+}
+
 static void
 on_jobs_list(struct ejob *j, const struct http_resp *resp)
 {
-	char *url = NULL, what[300];
+	char *url, what[300];
 
-	if (resp->result == CURLE_OK && resp->status == 200)
-		/* Five minutes of slack for clocks that disagree. */
-		url = bcda_find_job(resp->body, resp->body_len,
-		    j->row.kickoff_url, (time_t)j->row.kickoff_sent - 300);
-	if (url != NULL && bcda_url_trusted(j->pt->prof->base_url, url)) {
+	if ((url = ej_own_job(j, resp)) != NULL) {
 		free(j->row.status_url);
 		j->row.status_url = url;
 		j->row.kickoffs++;
 		j->row.progress = -1;
+		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "found the BCDA job started before a "
 		    "restart", NULL, NULL);
 		return;
 	}
-	free(url);
 	if (resp->result == CURLE_OK && resp->status < 500) {
 		/* No such job (404 means none at all): kick off anew. */
 		j->list_checked = 1;
-		ej_due(j, 0);
+		if (j->dup429) {
+			j->dup429 = 0;
+			wait_for_blocker(j, resp);
+		} else {
+			ej_due(j, 0);
+		}
 		return;
 	}
 	ej_describe(resp, what, sizeof(what));
@@ -660,7 +903,7 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 {
 	const struct profile *p = j->pt->prof;
 	struct bcda_manifest m;
-	char *dir = NULL, *edir = NULL, why[128];
+	char *dir = NULL, *edir = NULL, why[128], utc[64];
 	time_t expires;
 	size_t i;
 	int rc;
@@ -677,8 +920,14 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 			return;
 		}
 	}
-	if (asprintf(&dir, "%s/%s/%s", p->storage_dir, p->name,
-	    m.transaction_time) < 0 || asprintf(&edir, "%s/errors", dir) < 0) {
+	/* Named in UTC: the same instant, with no offset or '+'. */
+	if (iso8601_utc(m.transaction_time, utc, sizeof(utc)) != 0) {
+		bcda_manifest_clear(&m);
+		ej_fail(j, "BCDA's manifest has an unreadable transactionTime");
+		return;
+	}
+	if (asprintf(&dir, "%s/%s/%s", p->storage_dir, p->name, utc) < 0 ||
+	    asprintf(&edir, "%s/errors", dir) < 0) {
 		edir = NULL;
 		rc = -ENOMEM;
 		goto out;
@@ -742,7 +991,7 @@ on_poll(struct ejob *j, const struct http_resp *resp)
 			j->row.progress = pct;
 			store_job_save(j->e->st, &j->row);
 		}
-		j->attempts = 0;
+		ej_ok(j);
 		/* BCDA never sends Retry-After here: our own schedule. */
 		ej_due(j, ej_backoff(c->poll_min, c->poll_max, ++j->polls));
 		return;
@@ -765,10 +1014,18 @@ on_poll(struct ejob *j, const struct http_resp *resp)
 		    "new one");
 		return;
 	}
+	if (resp->result == CURLE_OK) {
+		bcda_parse_outcome(resp->body, resp->body_len, &oo);
+		if (bcda_job_failed(resp->status, &oo)) {
+			ej_fail(j, "BCDA reports the export failed (%s)", what);
+			return;
+		}
+	}
 	if (ej_transient(resp))
-		ej_retry(j, -1, "polling failed: %s", what);
+		ej_retry(j, http_retry_after(resp->retry_after, time(NULL)),
+		    "polling failed: %s", what);
 	else
-		ej_fail(j, "BCDA reports the export failed (%s)", what);
+		ej_fail(j, "BCDA refused the status request (%s)", what);
 }
 
 void

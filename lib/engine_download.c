@@ -76,7 +76,7 @@ ej_dl_free(struct dl *d)
 /*
  * A file failed.  Content errors (bad gzip, bad NDJSON, a URL we will not
  * send the token to) give up after FILE_ATTEMPTS; transport errors after
- * MAX_ATTEMPTS.  The file is redone from its first byte each time.
+ * FILE_NET_ATTEMPTS.  The file is redone from its first byte each time.
  */
 static void
 ej_file_failed(struct ejob *j, size_t i, int content, long retry_after,
@@ -89,7 +89,8 @@ ej_file_failed(struct ejob *j, size_t i, int content, long retry_after,
 	f->attempts++;
 	free(f->last_error);
 	f->last_error = strdup(why);
-	if (f->attempts >= (content ? FILE_ATTEMPTS : MAX_ATTEMPTS)) {
+	if (f->attempts >= (content ? FILE_ATTEMPTS :
+	    FILE_NET_ATTEMPTS)) {
 		f->state = FILE_FAILED;
 		JLOG(LOG_LVL_WARN, j, "file %s failed for good: %s", f->name,
 		    why);
@@ -423,16 +424,39 @@ ej_load_files(struct ejob *j)
 	return 0;
 }
 
+/*
+ * The download slots one job may hold: max_downloads shared evenly among
+ * the jobs downloading now (at least one each), so that with many ACOs
+ * no job waits while another holds several slots.
+ */
+static int
+fair_share(const struct engine *e)
+{
+	const struct config *c = e->cfg;
+	const struct ejob *o;
+	int n = 0, share;
+
+	TAILQ_FOREACH(o, &e->jobs, entry)
+		n += !o->dead && o->row.state == JOB_DOWNLOAD;
+	share = n > 0 ? c->max_downloads / n : c->max_downloads;
+	if (share < 1)
+		share = 1;
+	return share < c->max_downloads_per_job ? share :
+	    c->max_downloads_per_job;
+}
+
 void
 step_download(struct ejob *j)
 {
 	struct engine *e = j->e;
 	const struct config *c = e->cfg;
-	uint64_t now = ej_now(e), next = NEVER;
+	uint64_t now = ej_now(e), next = NEVER, wait;
 	size_t i, open = 0;
+	int share;
 
 	if (ej_load_files(j) != 0)
 		return;
+	share = fair_share(e);
 	/* Files already here go to S3 while the others download. */
 	ej_s3_kick(j);
 	for (i = 0; i < j->nfiles; i++) {
@@ -448,12 +472,17 @@ step_download(struct ejob *j)
 				next = s->next_at;
 			continue;
 		}
-		if (e->ndl >= c->max_downloads ||
-		    j->ndl >= c->max_downloads_per_job)
+		if (e->ndl >= c->max_downloads || j->ndl >= share)
 			continue;
 		if (!pt_valid(e, j->pt)) {
 			if (!ej_have_token(j))
 				return;
+		}
+		if ((wait = ej_bcda_budget(e)) > 0) {
+			/* BCDA's request budget is spent: later. */
+			if (now + wait < next)
+				next = now + wait;
+			continue;
 		}
 		start_download(j, i);
 		if (j->dead)

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "bcda.h"
 #include "engine.h"
@@ -19,10 +20,12 @@
 
 #define NEVER		INT64_MAX
 #define MAX_KICKOFFS	3	/* BCDA jobs per bcdad job (expiry restarts) */
-#define MAX_ATTEMPTS	40	/* transient failures in a row before FAILED */
 #define FILE_ATTEMPTS	5	/* per file, for invalid or missing content */
+#define FILE_NET_ATTEMPTS 40	/* per file, for transport errors */
 #define FILE_EXPIRY	(24 * 3600)	/* BCDA deletes files 24 h after */
 #define RETRY_AFTER_MAX	3600	/* seconds: a server's Retry-After, capped */
+#define SECRET_LIFETIME	(90 * 86400)	/* BCDA credentials expire */
+#define SECRET_WARN_DAYS 14	/* warn this many days before */
 
 /* A profile's bearer token, shared by its jobs, refreshed before expiry. */
 struct ptoken {
@@ -34,6 +37,7 @@ struct ptoken {
 	struct http_req	*req;
 	uint64_t	 retry_at;
 	int		 failures;
+	uint64_t	 trouble_since;	/* loop ms of the first failure, 0 */
 	char		 error[256];	/* why the last request failed */
 	int		 rejected;	/* credentials refused: no point retrying */
 	/* BCDA credentials from Secrets Manager (bcda_secret_arn), in memory. */
@@ -70,10 +74,15 @@ struct ejob {
 	struct ptoken	*pt;
 	uint64_t	 next_at;	/* loop time, ms; NEVER = waiting */
 	int		 attempts;	/* transient failures in a row */
+	uint64_t	 trouble_since;	/* loop ms of the first of them, 0 */
+	uint64_t	 blocked_until;	/* wall ms: duplicate-job 429 wait */
 	int		 reauth;	/* a 401 was answered with a new token */
 	int		 waiting_token;
 	int		 polls;		/* status requests answered 202 */
 	int		 list_checked;	/* looked for a job lost in a crash */
+	int		 dup429;	/* the kickoff got the duplicate-job 429 */
+	long		 dup_retry_after; /* its Retry-After, s */
+	int		 dup_waits;	/* waits for the blocking job so far */
 	struct http_req	*req;		/* the one control request in flight */
 	unsigned	 req_gen;	/* ptoken gen of the token it carries */
 	void		(*req_fn)(struct ejob *, const struct http_resp *);
@@ -113,6 +122,9 @@ struct engine {
 	struct upload_env uenv;
 	int		 stopping;
 	int		 running_steps;
+	/* BCDA requests of every profile (bcda_request_limit per window). */
+	uint64_t	*reqlog;	/* loop ms of the last limit requests */
+	int		 reqlog_len, reqlog_next;
 };
 
 /* Builds a job's AWS request with credentials (see ej_aws_call). */
@@ -128,7 +140,11 @@ typedef void (*api_done_fn)(struct ejob *, const struct http_resp *);
 
 /* engine.c */
 uint64_t	ej_backoff(int min_s, int max_s, int n);
+uint64_t	ej_bcda_budget(struct engine *e);
+void	ej_ok(struct ejob *j);
 void	ej_cancel_transfers(struct ejob *j);
+int	ej_checkpoint(struct ejob *j, const char *why);
+int	ej_save(struct ejob *j);
 void	ej_due(struct ejob *j, uint64_t delay_ms);
 int	ej_enter(struct ejob *j, enum job_state to, const char *why,
 	    job_extra_fn extra, void *arg);
@@ -136,6 +152,8 @@ void	ej_fail(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	ej_free_files(struct ejob *j);
 uint64_t	ej_now(const struct engine *e);
+int	ej_secret_warning(const struct profile *p, time_t now, char *buf,
+	    size_t len);
 void	ej_set_error(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
@@ -146,12 +164,14 @@ void	engine_arm(struct engine *e);
 void	ej_api_request(struct ejob *j, const char *method, const char *url,
 	    int export_headers, api_done_fn fn);
 void	ej_describe(const struct http_resp *resp, char *buf, size_t len);
+char	*ej_own_job(struct ejob *j, const struct http_resp *resp);
 int	ej_have_token(struct ejob *j);
 void	ej_rekickoff(struct ejob *j, const char *why);
 void	pt_drop(struct ptoken *pt);
 void	sm_forget(struct ptoken *pt);
 struct ptoken	*pt_for(struct engine *e, const char *profile);
 int	pt_valid(struct engine *e, const struct ptoken *pt);
+char	*ej_scope(const struct profile *p, enum bcda_endpoint ep);
 void	step_kickoff(struct ejob *j);
 void	step_new(struct ejob *j);
 void	step_poll(struct ejob *j);

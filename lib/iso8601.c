@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "iso8601.h"
@@ -87,4 +88,25 @@ iso8601_parse(const char *s, int flags, time_t *out)
 	if (out != NULL)
 		*out = t - sign * (oh * 3600 + om * 60);
 	return 0;
+}
+
+int
+iso8601_utc(const char *s, char *out, size_t len)
+{
+	const char *frac, *end;
+	char day[32];
+	struct tm tm;
+	time_t t;
+	int n;
+
+	if (iso8601_parse(s, 0, &t) != 0)
+		return -EINVAL;
+	/* The fraction, if any, runs from the '.' to the zone. */
+	frac = s + 19;
+	for (end = frac; *end == '.' || isdigit((unsigned char)*end); end++)
+		;
+	gmtime_r(&t, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(out, len, "%s%.*sZ", day, (int)(end - frac), frac);
+	return n < 0 || (size_t)n >= len ? -EINVAL : 0;
 }

@@ -6,6 +6,7 @@
 #ifndef BCDAD_ISO8601_H
 #define BCDAD_ISO8601_H
 
+#include <stddef.h>
 #include <time.h>
 
 /*
@@ -22,5 +23,14 @@
  * refuses it.  Returns 0 or -EINVAL.
  */
 int	iso8601_parse(const char *s, int flags, time_t *out);
+
+/*
+ * Writes the instant s (as iso8601_parse takes it, strictly) in UTC:
+ * YYYY-MM-DDThh:mm:ss[.f]Z, its fraction digits kept as written, so that
+ * "2024-07-24T08:08:33.779-04:00" names the same instant as
+ * "2024-07-24T12:08:33.779Z" without a '+' or an offset.  Returns 0, or
+ * -EINVAL for a bad instant or a buffer too small.
+ */
+int	iso8601_utc(const char *s, char *out, size_t len);
 
 #endif

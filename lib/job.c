@@ -22,6 +22,7 @@ static const char *const state_names[] = {
 	[JOB_DONE]	= "DONE",
 	[JOB_FAILED]	= "FAILED",
 	[JOB_CANCELLED]	= "CANCELLED",
+	[JOB_SKIPPED]	= "SKIPPED",
 };
 _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == JOB_NSTATES,
     "every state needs a name");
@@ -32,11 +33,14 @@ _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == JOB_NSTATES,
  * state may fail or be cancelled.  POLL and DOWNLOAD go back to KICKOFF
  * when BCDA expired the job or its files (a new BCDA job for the same
  * bcdad job).  NOTIFY ends in DONE whatever the notification's fate.
+ * KICKOFF ends in SKIPPED when BCDA has nothing to export yet (no
+ * current attribution in January): not a failure, and no data.
  */
 static const unsigned transitions[JOB_NSTATES] = {
 	[JOB_NEW]	= T(JOB_TOKEN) | T(JOB_FAILED) | T(JOB_CANCELLED),
 	[JOB_TOKEN]	= T(JOB_KICKOFF) | T(JOB_FAILED) | T(JOB_CANCELLED),
-	[JOB_KICKOFF]	= T(JOB_POLL) | T(JOB_FAILED) | T(JOB_CANCELLED),
+	[JOB_KICKOFF]	= T(JOB_POLL) | T(JOB_SKIPPED) | T(JOB_FAILED) |
+			  T(JOB_CANCELLED),
 	[JOB_POLL]	= T(JOB_DOWNLOAD) | T(JOB_KICKOFF) | T(JOB_FAILED) |
 			  T(JOB_CANCELLED),
 	[JOB_DOWNLOAD]	= T(JOB_S3_PUT) | T(JOB_KICKOFF) | T(JOB_FAILED) |
@@ -47,6 +51,7 @@ static const unsigned transitions[JOB_NSTATES] = {
 	[JOB_DONE]	= 0,
 	[JOB_FAILED]	= 0,
 	[JOB_CANCELLED]	= 0,
+	[JOB_SKIPPED]	= 0,
 };
 #undef T
 
@@ -75,7 +80,8 @@ job_state_parse(const char *name, enum job_state *out)
 int
 job_state_terminal(enum job_state s)
 {
-	return s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED;
+	return s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED ||
+	    s == JOB_SKIPPED;
 }
 
 int
@@ -142,6 +148,7 @@ job_row_clear(struct job_row *j)
 	free(j->import_message);
 	free(j->import_report);
 	free(j->notify_message_id);
+	free(j->scope);
 	memset(j, 0, sizeof(*j));
 }
 

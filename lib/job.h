@@ -24,6 +24,7 @@ enum job_state {
 	JOB_DONE	= 8,
 	JOB_FAILED	= 9,
 	JOB_CANCELLED	= 10,
+	JOB_SKIPPED	= 11,	/* nothing BCDA can export yet (January) */
 	JOB_NSTATES
 };
 
@@ -44,6 +45,13 @@ enum file_s3 {
 enum file_kind {
 	FILE_OUTPUT	= 0,	/* manifest output[] */
 	FILE_ERROR	= 1,	/* manifest error[] (OperationOutcome) */
+};
+
+/* Where a job's _since comes from (jobs.since_mode); append only. */
+enum since_mode {
+	SINCE_MODE_PROFILE	= 0,	/* the profile's since policy */
+	SINCE_MODE_GIVEN	= 1,	/* jobs.since, from `run --since` */
+	SINCE_MODE_FULL		= 2,	/* full history, from `run --full` */
 };
 
 /* The persisted part of a job: one row of the jobs table. */
@@ -72,6 +80,9 @@ struct job_row {
 	char		*import_report;	/* JSON of the progress report */
 	int		 notify_state;	/* see schema/004-import-notify.sql */
 	char		*notify_message_id;
+	char		*scope;		/* watermark scope (engine_scope) */
+	int		 since_mode;	/* see schema/005-watermark.sql */
+	int		 runout;	/* January fallback to /Group/runout */
 };
 
 /* One row of the files table. */

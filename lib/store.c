@@ -71,7 +71,7 @@ struct store {
 	"transaction_time, completed_at, out_dir, last_error, err_fatal, " \
 	"err_error, err_warning, err_info, cancel_requested, import_token, " \
 	"import_job_id, import_status, import_message, import_report, " \
-	"notify_state, notify_message_id"
+	"notify_state, notify_message_id, scope, since_mode, runout"
 #define FILE_COLS "id, job_id, kind, type, url, seq, name, state, " \
 	"attempts, lines, bytes, sha256, last_error, s3_state, " \
 	"s3_upload_id, s3_part_size"
@@ -305,6 +305,9 @@ job_read(sqlite3_stmt *stmt, struct job_row *j)
 	j->import_report = r_text(&r);
 	j->notify_state = (int)r_int(&r);
 	j->notify_message_id = r_text(&r);
+	j->scope = r_text(&r);
+	j->since_mode = (int)r_int(&r);
+	j->runout = (int)r_int(&r);
 	if (r.nomem) {
 		job_row_clear(j);
 		return -ENOMEM;
@@ -741,8 +744,9 @@ store_job_insert(struct store *st, struct job_row *job, int64_t now)
 	    "created_at, updated_at, since, kickoff_url, kickoff_sent, "
 	    "kickoffs, status_url, progress, transaction_time, completed_at, "
 	    "out_dir, last_error, err_fatal, err_error, err_warning, "
-	    "err_info, cancel_requested) "
-	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	    "err_info, cancel_requested, since_mode) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?)";
 	struct binder b;
 	sqlite3_stmt *stmt;
 	int64_t id;
@@ -772,6 +776,7 @@ store_job_insert(struct store *st, struct job_row *job, int64_t now)
 	b_int(&b, job->err_counts[2]);
 	b_int(&b, job->err_counts[3]);
 	b_int(&b, job->cancel_requested);
+	b_int(&b, job->since_mode);
 	if ((rc = b_done(st, &b, "insert job")) != 0) {
 		sqlite3_finalize(stmt);
 		goto fail;
@@ -866,7 +871,8 @@ store_job_save(struct store *st, const struct job_row *job)
 	    "err_error = ?, err_warning = ?, err_info = ?, "
 	    "cancel_requested = ?, import_token = ?, import_job_id = ?, "
 	    "import_status = ?, import_message = ?, import_report = ?, "
-	    "notify_state = ?, notify_message_id = ? WHERE id = ?";
+	    "notify_state = ?, notify_message_id = ?, scope = ?, "
+	    "since_mode = ?, runout = ? WHERE id = ?";
 	struct binder b;
 	sqlite3_stmt *stmt;
 	int rc;
@@ -897,6 +903,9 @@ store_job_save(struct store *st, const struct job_row *job)
 	b_text(&b, job->import_report);
 	b_int(&b, job->notify_state);
 	b_text(&b, job->notify_message_id);
+	b_text(&b, job->scope);
+	b_int(&b, job->since_mode);
+	b_int(&b, job->runout);
 	b_int(&b, job->id);
 	if ((rc = b_done(st, &b, "save job")) != 0) {
 		sqlite3_finalize(stmt);
@@ -934,6 +943,23 @@ store_job_get(struct store *st, int64_t id, struct job_row *out)
 	return rc;
 }
 
+/* Makes room for row n in a growing array of rows of size bytes each. */
+static int
+rows_room(void **rows, size_t *cap, size_t n, size_t size)
+{
+	void *tmp;
+	size_t ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if ((tmp = reallocarray(*rows, ncap, size)) == NULL)
+		return -ENOMEM;
+	*rows = tmp;
+	*cap = ncap;
+	return 0;
+}
+
 /*
  * The list functions read every row first and call back only after the
  * statement is finalized, so a callback may write to the store, open or
@@ -947,7 +973,7 @@ jobs_list(struct store *st, const char *sql, const int *params, int nparams,
     store_job_cb cb, void *arg, const char *what)
 {
 	sqlite3_stmt *stmt;
-	struct job_row *rows = NULL, *tmp;
+	struct job_row *rows = NULL;
 	size_t n = 0, cap = 0, i;
 	int rc, step, p;
 
@@ -956,15 +982,9 @@ jobs_list(struct store *st, const char *sql, const int *params, int nparams,
 	for (p = 0; p < nparams; p++)
 		sqlite3_bind_int(stmt, p + 1, params[p]);
 	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			if ((tmp = reallocarray(rows, cap,
-			    sizeof(*rows))) == NULL) {
-				rc = -ENOMEM;
-				goto done;
-			}
-			rows = tmp;
-		}
+		if ((rc = rows_room((void **)&rows, &cap, n,
+		    sizeof(*rows))) != 0)
+			goto done;
 		if ((rc = job_read(stmt, &rows[n])) != 0)
 			goto done;
 		n++;
@@ -986,10 +1006,11 @@ int
 store_jobs_active(struct store *st, store_job_cb cb, void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
-	    "WHERE state NOT IN (?, ?, ?) ORDER BY id";
-	static const int terminal[] = { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+	    "WHERE state NOT IN (?, ?, ?, ?) ORDER BY id";
+	static const int terminal[] = { JOB_DONE, JOB_FAILED, JOB_CANCELLED,
+	    JOB_SKIPPED };
 
-	return jobs_list(st, sql, terminal, 3, cb, arg, "list active jobs");
+	return jobs_list(st, sql, terminal, 4, cb, arg, "list active jobs");
 }
 
 /* Ended jobs whose outcome is still to be announced (notify_state 1). */
@@ -997,10 +1018,11 @@ int
 store_jobs_owed(struct store *st, store_job_cb cb, void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
-	    "WHERE notify_state = ? AND state IN (?, ?, ?) ORDER BY id";
-	static const int args[] = { 1, JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+	    "WHERE notify_state = ? AND state IN (?, ?, ?, ?) ORDER BY id";
+	static const int args[] = { 1, JOB_DONE, JOB_FAILED, JOB_CANCELLED,
+	    JOB_SKIPPED };
 
-	return jobs_list(st, sql, args, 4, cb, arg, "list owed jobs");
+	return jobs_list(st, sql, args, 5, cb, arg, "list owed jobs");
 }
 
 int
@@ -1028,7 +1050,7 @@ store_history(struct store *st, int64_t job_id, store_hist_cb cb, void *arg)
 		int		 from;
 		int		 to;
 		char		*reason;
-	} *rows = NULL, *tmp;
+	} *rows = NULL;
 	sqlite3_stmt *stmt;
 	size_t n = 0, cap = 0, i;
 	int rc, step;
@@ -1039,15 +1061,9 @@ store_history(struct store *st, int64_t job_id, store_hist_cb cb, void *arg)
 	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct reader r = { stmt, 0, 0 };
 
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			if ((tmp = reallocarray(rows, cap,
-			    sizeof(*rows))) == NULL) {
-				rc = -ENOMEM;
-				goto done;
-			}
-			rows = tmp;
-		}
+		if ((rc = rows_room((void **)&rows, &cap, n,
+		    sizeof(*rows))) != 0)
+			goto done;
 		rows[n].at = sqlite3_column_int64(stmt, 0);
 		rows[n].from = sqlite3_column_type(stmt, 1) == SQLITE_NULL ?
 		    -1 : sqlite3_column_int(stmt, 1);
@@ -1150,7 +1166,7 @@ store_files(struct store *st, int64_t job_id, store_file_cb cb, void *arg)
 	static const char sql[] = "SELECT " FILE_COLS " FROM files "
 	    "WHERE job_id = ? ORDER BY kind, type, seq";
 	sqlite3_stmt *stmt;
-	struct file_row *rows = NULL, *tmp;
+	struct file_row *rows = NULL;
 	size_t n = 0, cap = 0, i;
 	int rc, step;
 
@@ -1158,15 +1174,9 @@ store_files(struct store *st, int64_t job_id, store_file_cb cb, void *arg)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, job_id);
 	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			if ((tmp = reallocarray(rows, cap,
-			    sizeof(*rows))) == NULL) {
-				rc = -ENOMEM;
-				goto done;
-			}
-			rows = tmp;
-		}
+		if ((rc = rows_room((void **)&rows, &cap, n,
+		    sizeof(*rows))) != 0)
+			goto done;
 		if ((rc = file_read(stmt, &rows[n])) != 0)
 			goto done;
 		n++;
@@ -1250,23 +1260,33 @@ store_parts_delete(struct store *st, int64_t file_id)
 	    "delete parts");
 }
 
+/*
+ * The watermark of a profile's scope: the transactionTime of its last
+ * complete export.  A profile with no watermark in any scope falls back
+ * to its cursor from before version 5.  *out is NULL when there is none.
+ */
 int
-store_cursor_get(struct store *st, const char *profile, char **out)
+store_watermark_get(struct store *st, const char *profile, const char *scope,
+    char **out)
 {
-	static const char sql[] = "SELECT transaction_time "
-	    "FROM profile_cursor WHERE profile = ?";
+	static const char sql[] = "SELECT transaction_time FROM watermark "
+	    "WHERE profile = ?1 AND scope = ?2 UNION ALL "
+	    "SELECT transaction_time FROM profile_cursor WHERE profile = ?1 "
+	    "AND NOT EXISTS (SELECT 1 FROM watermark WHERE profile = ?1) "
+	    "LIMIT 1";
+	struct binder b;
 	struct reader r;
 	sqlite3_stmt *stmt;
 	int rc;
 
 	*out = NULL;
-	if ((rc = prep(st, sql, &stmt, "get cursor")) != 0)
+	if ((rc = prep(st, sql, &stmt, "get watermark")) != 0)
 		return rc;
-	if (sqlite3_bind_text(stmt, 1, profile, -1, SQLITE_STATIC) !=
-	    SQLITE_OK) {
-		rc = db_fail(st, "get cursor");
+	b = (struct binder){ stmt, 0, SQLITE_OK };
+	b_text(&b, profile);
+	b_text(&b, scope);
+	if ((rc = b_done(st, &b, "get watermark")) != 0)
 		goto done;
-	}
 	switch (sqlite3_step(stmt)) {
 	case SQLITE_ROW:
 		r = (struct reader){ stmt, 0, 0 };
@@ -1277,7 +1297,7 @@ store_cursor_get(struct store *st, const char *profile, char **out)
 	case SQLITE_DONE:
 		break;
 	default:
-		rc = db_fail(st, "get cursor");
+		rc = db_fail(st, "get watermark");
 		break;
 	}
 done:
@@ -1286,27 +1306,75 @@ done:
 }
 
 int
-store_cursor_set(struct store *st, const char *profile,
-    const char *transaction_time, int64_t now)
+store_watermark_set(struct store *st, const char *profile, const char *scope,
+    const char *transaction_time, int64_t job_id, int64_t now)
 {
-	static const char sql[] = "INSERT INTO profile_cursor "
-	    "(profile, transaction_time, updated_at) VALUES (?, ?, ?) "
-	    "ON CONFLICT (profile) DO UPDATE SET "
+	static const char sql[] = "INSERT INTO watermark "
+	    "(profile, scope, transaction_time, updated_at, job_id) "
+	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile, scope) DO UPDATE SET "
 	    "transaction_time = excluded.transaction_time, "
-	    "updated_at = excluded.updated_at";
+	    "updated_at = excluded.updated_at, job_id = excluded.job_id";
 	struct binder b;
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, "set cursor")) != 0)
+	if ((rc = prep(st, sql, &stmt, "set watermark")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
 	b_text(&b, profile);
+	b_text(&b, scope);
 	b_text(&b, transaction_time);
 	b_int(&b, now);
-	if ((rc = b_done(st, &b, "set cursor")) != 0) {
+	b_int(&b, job_id);
+	if ((rc = b_done(st, &b, "set watermark")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	return step_done(st, stmt, "set cursor");
+	return step_done(st, stmt, "set watermark");
+}
+
+/* Every watermark, by profile and then newest first; rows read first. */
+int
+store_watermarks(struct store *st, store_mark_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT profile, scope, transaction_time, "
+	    "updated_at, job_id FROM watermark ORDER BY profile, updated_at "
+	    "DESC";
+	struct store_mark *rows = NULL;
+	size_t n = 0, cap = 0, i;
+	sqlite3_stmt *stmt;
+	struct reader r;
+	int rc, step;
+
+	if ((rc = prep(st, sql, &stmt, "list watermarks")) != 0)
+		return rc;
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if ((rc = rows_room((void **)&rows, &cap, n,
+		    sizeof(*rows))) != 0)
+			goto done;
+		r = (struct reader){ stmt, 0, 0 };
+		rows[n].profile = r_text(&r);
+		rows[n].scope = r_text(&r);
+		rows[n].transaction_time = r_text(&r);
+		rows[n].updated_at = r_int(&r);
+		rows[n].job_id = r_int(&r);
+		n++;
+		if (r.nomem) {
+			rc = -ENOMEM;
+			goto done;
+		}
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(st, "list watermarks");
+done:
+	sqlite3_finalize(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		free(rows[i].profile);
+		free(rows[i].scope);
+		free(rows[i].transaction_time);
+	}
+	free(rows);
+	return rc;
 }

@@ -95,9 +95,24 @@ int	store_part_add(struct store *, int64_t file_id, int number,
 int	store_parts(struct store *, int64_t file_id, store_part_cb, void *arg);
 int	store_parts_delete(struct store *, int64_t file_id);
 
-/* The profile's last successful transactionTime; *out NULL if none. */
-int	store_cursor_get(struct store *, const char *profile, char **out);
-int	store_cursor_set(struct store *, const char *profile,
-	    const char *transaction_time, int64_t now);
+/*
+ * Watermarks: the transactionTime of a profile's last complete export of
+ * one scope (API version, endpoint, types, type filter), the next _since.
+ * get sets *out NULL when there is none.
+ */
+struct store_mark {
+	char		*profile;
+	char		*scope;
+	char		*transaction_time;
+	int64_t		 updated_at;
+	int64_t		 job_id;
+};
+typedef int (*store_mark_cb)(const struct store_mark *, void *arg);
+int	store_watermark_get(struct store *, const char *profile,
+	    const char *scope, char **out);
+int	store_watermark_set(struct store *, const char *profile,
+	    const char *scope, const char *transaction_time, int64_t job_id,
+	    int64_t now);
+int	store_watermarks(struct store *, store_mark_cb, void *arg);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 
+#include "iso8601.h"
 #include "log.h"
 #include "upload.h"
 
@@ -66,13 +67,17 @@ char *
 upload_key(const char *prefix, const char *profile, const char *tt,
     const char *name)
 {
-	char t[64], *k;
+	char t[64], utc[64], *k;
 	size_t i, n = 0;
 
 	/*
-	 * The time in ISO 8601 basic form (no colons): ':' needs special
-	 * handling in S3 keys, and some S3 implementations mis-sign it.
+	 * The time in UTC (BCDA's v1/v2 transactionTime may carry an offset,
+	 * and a '+' in a key is mishandled by S3 tools and signers), in ISO
+	 * 8601 basic form (no colons): ':' needs special handling in S3
+	 * keys, and some S3 implementations mis-sign it.
 	 */
+	if (iso8601_utc(tt, utc, sizeof(utc)) == 0)
+		tt = utc;
 	for (i = 0; tt[i] != '\0' && n + 1 < sizeof(t); i++)
 		if (tt[i] != ':')
 			t[n++] = tt[i];

@@ -25,7 +25,7 @@ FIXTURES = os.environ.get("BCDAD_FIXTURES",
 SECRET = "not-a-real-secret-7c1e"     # the profile's client secret
 CLIENT = "A9994"
 
-TERMINAL = ("DONE", "FAILED", "CANCELLED")
+TERMINAL = ("DONE", "FAILED", "CANCELLED", "SKIPPED")
 
 
 class TestFailure(Exception):

@@ -199,7 +199,7 @@ profile_init(struct profile *p, int version, enum bcda_endpoint ep)
 static void
 check_url(const struct profile *p, const char *since, const char *want)
 {
-	char *url = bcda_kickoff_url(p, since);
+	char *url = bcda_kickoff_url(p, p->endpoint, since);
 
 	T_EQ_STR(url, want);
 	free(url);
@@ -261,10 +261,111 @@ T_TEST(test_kickoff_url)
 	    "bluebutton.cms.gov%2Ffhir%2FCodeSystem%2FSystem-Type%7C"
 	    "SharedSystem");
 
+	/*
+	 * BCDA decodes _typeFilter twice: '+' (an offset) is encoded once
+	 * more, so the second decoding gives '+' back, not a space.
+	 */
+	p.ntypes = 0;
+	p.type_filter = (char *)"ExplanationOfBenefit?service-date="
+	    "ge2024-01-01T00:00:00+05:00";
+	check_url(&p, NULL, "https://sandbox.bcda.cms.gov/api/v3/Group/all/"
+	    "$export?_typeFilter=ExplanationOfBenefit%3Fservice-date%3D"
+	    "ge2024-01-01T00%3A00%3A00%252B05%3A00");
+	p.type_filter = NULL;
+
+	/* The January fallback: same profile, /Group/runout. */
+	profile_init(&p, 2, EP_GROUP_ALL);
+	{
+		char *u = bcda_kickoff_url(&p, EP_GROUP_RUNOUT, NULL);
+
+		T_EQ_STR(u, "https://sandbox.bcda.cms.gov/api/v2/"
+		    "Group/runout/$export");
+		free(u);
+	}
+
 	/* A loopback test server keeps its port. */
 	profile_init(&p, 2, EP_PATIENT);
 	p.base_url = (char *)"http://127.0.0.1:8080";
 	check_url(&p, NULL, "http://127.0.0.1:8080/api/v2/Patient/$export");
+}
+
+/* Texts from bcda-app requests.go and its response writers. */
+#define OO(code, diag) "{\"resourceType\":\"OperationOutcome\",\"issue\":" \
+	"[{\"severity\":\"error\",\"code\":\"" code "\",\"details\":" \
+	"{\"text\":\"" diag "\"},\"diagnostics\":\"" diag "\"}]}"
+
+T_TEST(test_job_failed_vs_hiccup)
+{
+	struct bcda_outcome o;
+
+	bcda_parse_outcome(S(OO("exception", "Service encountered numerous "
+	    "errors. Job failed to complete.")), &o);
+	T_EQ_INT(bcda_job_failed(500, &o), 1);
+	T_EQ_INT(bcda_job_failed(503, &o), 0);
+	/* BCDA's own hiccups have the same shape: not terminal. */
+	bcda_parse_outcome(S(OO("exception", "Error trying to fetch job. "
+	    "Please try again.")), &o);
+	T_EQ_INT(bcda_job_failed(500, &o), 0);
+	bcda_parse_outcome(S(OO("exception", "")), &o);
+	T_EQ_INT(bcda_job_failed(500, &o), 0);
+	bcda_parse_outcome(S("Internal Server Error"), &o);
+	T_EQ_INT(bcda_job_failed(500, &o), 0);
+}
+
+T_TEST(test_kickoff_404)
+{
+	struct bcda_outcome o;
+
+	bcda_parse_outcome(S(OO("not-found", "unable to perform export "
+	    "operations for this Group. No up-to-date attribution information "
+	    "is available for ACOID 'A9994'. Usually this is due to awaiting "
+	    "new attribution information at the beginning of a Performance "
+	    "Year")), &o);
+	T_EQ_INT(bcda_kickoff_404(&o), BCDA_404_ATTRIBUTION);
+	bcda_parse_outcome(S(OO("not-found", "runout data is no longer "
+	    "available. Runout data expires 180 days after ingestion")), &o);
+	T_EQ_INT(bcda_kickoff_404(&o), BCDA_404_RUNOUT_EXPIRED);
+	bcda_parse_outcome(S(OO("not-found", "failed to start job; "
+	    "attribution file not found for given _since parameter.")), &o);
+	T_EQ_INT(bcda_kickoff_404(&o), BCDA_404_SINCE);
+	bcda_parse_outcome(S(OO("not-found", "failed to start job; "
+	    "attribution file not found")), &o);
+	T_EQ_INT(bcda_kickoff_404(&o), BCDA_404_OTHER);
+	bcda_parse_outcome(S("404 page not found\n"), &o);
+	T_EQ_INT(bcda_kickoff_404(&o), BCDA_404_OTHER);
+}
+
+#define BTASK(id, status, url, start) "{\"resource\":{\"resourceType\":" \
+	"\"Task\",\"identifier\":[{\"system\":\"https://h/api/v2/jobs\"," \
+	"\"value\":\"" id "\"}],\"status\":\"" status "\",\"input\":[{" \
+	"\"valueString\":\"GET " url "\"}],\"executionPeriod\":{\"start\":" \
+	"\"" start "\"}}}"
+
+T_TEST(test_find_blocker)
+{
+	char id[16] = "";
+	time_t start = 0;
+
+	/* The oldest live job of the same version; finished ones never. */
+	T_EQ_INT(bcda_find_blocker(S("{\"resourceType\":\"Bundle\","
+	    "\"entry\":["
+	    BTASK("7", "completed", "https://h/api/v2/Patient/$export",
+	    "2026-01-01T00:00:00Z") ","
+	    BTASK("9", "in-progress", "https://h/api/v2/Group/runout/$export",
+	    "2026-01-02T10:00:00Z") ","
+	    BTASK("8", "accepted", "https://h/api/v2/Group/all/$export",
+	    "2026-01-02T09:00:00Z") ","
+	    BTASK("6", "in-progress", "https://h/api/v3/Group/all/$export",
+	    "2026-01-01T09:00:00Z") "]}"), 2, &start, id, sizeof(id)), 0);
+	T_EQ_STR(id, "8");
+	T_EQ_INT((long long)start, 1767344400LL);
+	T_EQ_INT(bcda_find_blocker(S("{\"resourceType\":\"Bundle\","
+	    "\"entry\":["
+	    BTASK("7", "completed", "https://h/api/v2/Patient/$export",
+	    "2026-01-01T00:00:00Z") "]}"), 2, &start, id, sizeof(id)),
+	    -ENOENT);
+	T_EQ_INT(bcda_find_blocker(S("not json"), 2, &start, id,
+	    sizeof(id)), -ENOENT);
 }
 
 T_TEST(test_other_urls)
@@ -697,6 +798,9 @@ T_MAIN("bcda",
     T_CASE(test_progress),
     T_CASE(test_instant_valid),
     T_CASE(test_instant_invalid),
+    T_CASE(test_job_failed_vs_hiccup),
+    T_CASE(test_kickoff_404),
+    T_CASE(test_find_blocker),
     T_CASE(test_kickoff_url),
     T_CASE(test_other_urls),
     T_CASE(test_manifest_bcda),

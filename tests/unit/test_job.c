@@ -28,6 +28,7 @@ expected_ok(int from, int to)
 		{ JOB_NEW, JOB_TOKEN },
 		{ JOB_TOKEN, JOB_KICKOFF },
 		{ JOB_KICKOFF, JOB_POLL },
+		{ JOB_KICKOFF, JOB_SKIPPED },
 		{ JOB_POLL, JOB_DOWNLOAD },
 		{ JOB_POLL, JOB_KICKOFF },
 		{ JOB_DOWNLOAD, JOB_S3_PUT },
@@ -61,7 +62,8 @@ T_TEST(test_enum_values_pinned)
 	T_EQ_INT(JOB_DONE, 8);
 	T_EQ_INT(JOB_FAILED, 9);
 	T_EQ_INT(JOB_CANCELLED, 10);
-	T_EQ_INT(JOB_NSTATES, 11);
+	T_EQ_INT(JOB_SKIPPED, 11);
+	T_EQ_INT(JOB_NSTATES, 12);
 	T_EQ_INT(FILE_PENDING, 0);
 	T_EQ_INT(FILE_DONE, 1);
 	T_EQ_INT(FILE_FAILED, 2);
@@ -86,8 +88,8 @@ T_TEST(test_every_transition)
 			n += want;
 		}
 	}
-	/* 10 forward edges + 7 live states x {FAILED, CANCELLED}. */
-	T_EQ_INT(n, 24);
+	/* 11 forward edges + 7 live states x {FAILED, CANCELLED}. */
+	T_EQ_INT(n, 25);
 }
 
 T_TEST(test_transition_out_of_range)
@@ -112,14 +114,15 @@ T_TEST(test_terminal)
 
 	for (s = 0; s < JOB_NSTATES; s++)
 		T_EQ_INT(job_state_terminal((enum job_state)s),
-		    s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED);
+		    s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED ||
+		    s == JOB_SKIPPED);
 }
 
 T_TEST(test_state_names)
 {
 	static const char *const names[JOB_NSTATES] = {
 		"NEW", "TOKEN", "KICKOFF", "POLL", "DOWNLOAD", "S3_PUT",
-		"IMPORT", "NOTIFY", "DONE", "FAILED", "CANCELLED",
+		"IMPORT", "NOTIFY", "DONE", "FAILED", "CANCELLED", "SKIPPED",
 	};
 	enum job_state parsed;
 	int s;

@@ -317,6 +317,18 @@ T_TEST(test_upload_key)
 	k = upload_key("p/", "Z0000", TT_BASIC, "Patient.ndjson");
 	T_EQ_STR(k, "p/Z0000/" TT_BASIC "/Patient.ndjson");
 	free(k);
+	/*
+	 * BFD's lastUpdated with an offset (v1/v2) names the same instant in
+	 * UTC: no '+' or offset in a key, the fraction kept as written.
+	 */
+	k = upload_key("", "A9994", "2024-07-24T08:08:33.779-04:00",
+	    "Patient-1.ndjson");
+	T_EQ_STR(k, "A9994/2024-07-24T120833.779Z/Patient-1.ndjson");
+	free(k);
+	k = upload_key("", "A9994", "2024-07-24T01:30:00+05:30",
+	    "Patient-1.ndjson");
+	T_EQ_STR(k, "A9994/2024-07-23T200000Z/Patient-1.ndjson");
+	free(k);
 }
 
 /* Method, URL, headers and body of every shape, without botocore. */

@@ -462,7 +462,8 @@ seed_check(struct store *st, int v)
 			eq_opt_str("name", fs.f[0].name, "Patient-1.ndjson");
 		files_clear(&fs);
 	}
-	T_EQ_INT(store_cursor_get(st, "A9990", &cur), 0);
+	/* A cursor from before version 5 serves any scope of its profile. */
+	T_EQ_INT(store_watermark_get(st, "A9990", "v2 group-all", &cur), 0);
 	if (v >= 2)
 		eq_opt_str("cursor", cur, "2024-01-01T00:00:00Z");
 	else
@@ -969,36 +970,73 @@ out:
 	tdir_free(&d);
 }
 
-T_TEST(t_cursor)
+struct marks {
+	int	 n;
+	char	 scope[4][64];
+	int64_t	 job[4];
+};
+
+static int
+collect_mark(const struct store_mark *m, void *arg)
+{
+	struct marks *ms = arg;
+
+	if (ms->n < 4) {
+		snprintf(ms->scope[ms->n], sizeof(ms->scope[0]), "%s %s",
+		    m->profile, m->scope);
+		ms->job[ms->n] = m->job_id;
+	}
+	ms->n++;
+	return 0;
+}
+
+T_TEST(t_watermark)
 {
 	struct tdir d;
 	struct store *st;
+	struct marks ms = { 0 };
 	char *cur = (char *)"unset";
 
 	tdir_new(&d);
 	if ((st = open_ok(d.db, 0)) == NULL)
 		goto out;
-	T_EQ_INT(store_cursor_get(st, "A9994", &cur), 0);
+	T_EQ_INT(store_watermark_get(st, "A9994", "v2 a", &cur), 0);
 	T_ASSERT(cur == NULL);
-	T_EQ_INT(store_cursor_set(st, "A9994", "2024-01-01T00:00:00.000Z",
-	    10), 0);
-	T_EQ_INT(store_cursor_set(st, "A9995", "2023-06-01T00:00:00Z", 11),
-	    0);
-	T_EQ_INT(store_cursor_get(st, "A9994", &cur), 0);
+	T_EQ_INT(store_watermark_set(st, "A9994", "v2 a",
+	    "2024-01-01T00:00:00.000Z", 1, 10), 0);
+	T_EQ_INT(store_watermark_set(st, "A9995", "v2 a",
+	    "2023-06-01T00:00:00Z", 2, 11), 0);
+	T_EQ_INT(store_watermark_get(st, "A9994", "v2 a", &cur), 0);
 	T_EQ_STR(cur, "2024-01-01T00:00:00.000Z");
 	free(cur);
-	T_EQ_INT(store_cursor_set(st, "A9994", "2024-02-01T00:00:00.000Z",
-	    12), 0);
-	T_EQ_INT(store_cursor_get(st, "A9994", &cur), 0);
+	/* Another scope of the same profile starts from full history. */
+	T_EQ_INT(store_watermark_get(st, "A9994", "v2 b", &cur), 0);
+	T_ASSERT(cur == NULL);
+	T_EQ_INT(store_watermark_set(st, "A9994", "v2 a",
+	    "2024-02-01T00:00:00.000Z", 3, 12), 0);
+	T_EQ_INT(store_watermark_get(st, "A9994", "v2 a", &cur), 0);
 	T_EQ_STR(cur, "2024-02-01T00:00:00.000Z");
 	free(cur);
-	T_EQ_INT(store_cursor_get(st, "A9995", &cur), 0);
+	T_EQ_INT(store_watermark_get(st, "A9995", "v2 a", &cur), 0);
 	T_EQ_STR(cur, "2023-06-01T00:00:00Z");
 	free(cur);
-	T_EQ_INT(raw_int(d.db, "SELECT updated_at FROM profile_cursor "
+	T_EQ_INT(raw_int(d.db, "SELECT updated_at FROM watermark "
 	    "WHERE profile = 'A9994'"), 12);
-	T_EQ_INT(raw_int(d.db, "SELECT count(*) FROM profile_cursor"), 2);
-	T_EQ_INT(store_cursor_set(st, "A9996", NULL, 13), -EINVAL);
+	T_EQ_INT(store_watermarks(st, collect_mark, &ms), 0);
+	T_EQ_INT(ms.n, 2);
+	T_EQ_STR(ms.scope[0], "A9994 v2 a");
+	T_EQ_INT(ms.job[0], 3);
+	T_EQ_INT(store_watermark_set(st, "A9996", "v2 a", NULL, 4, 13),
+	    -EINVAL);
+	/* An old cursor is used only while the profile has no watermark. */
+	T_EQ_INT(raw_exec(d.db, "INSERT INTO profile_cursor VALUES "
+	    "('A9994', '2020-01-01T00:00:00Z', 1), "
+	    "('A9997', '2021-01-01T00:00:00Z', 1)"), SQLITE_OK);
+	T_EQ_INT(store_watermark_get(st, "A9994", "v2 b", &cur), 0);
+	T_ASSERT(cur == NULL);
+	T_EQ_INT(store_watermark_get(st, "A9997", "v3 x", &cur), 0);
+	T_EQ_STR(cur, "2021-01-01T00:00:00Z");
+	free(cur);
 	store_close(st);
 out:
 	tdir_free(&d);
@@ -1211,7 +1249,7 @@ T_MAIN("store",
     T_CASE(t_jobs_active_and_recent),
     T_CASE(t_callback_may_write),
     T_CASE(t_files),
-    T_CASE(t_cursor),
+    T_CASE(t_watermark),
     T_CASE(t_transactions),
     T_CASE(t_job_set_state),
     T_CASE(t_kill9))
