@@ -158,9 +158,13 @@ static const struct int_key {
 	/* How long one stage keeps retrying transient failures in a row. */
 	{ DK_RETRY_BUDGET, offsetof(struct config, retry_budget),
 	    1, 7 * 86400, 6 * 3600 },
-	/* BCDA's WAF: 3,000 requests per 5 minutes per IP address. */
+	/*
+	 * BCDA's WAF: a rate-based rule of 1,000 requests per 5 minutes per
+	 * IP address (CMSgov/cdap terraform/services/api-waf/main.tf; the
+	 * docs say 3,000, the deployed rule says 1,000).
+	 */
 	{ DK_BCDA_REQUEST_LIMIT, offsetof(struct config, bcda_request_limit),
-	    1, 1000000, 3000 },
+	    1, 1000000, 1000 },
 	{ DK_BCDA_REQUEST_WINDOW, offsetof(struct config, bcda_request_window),
 	    1, 86400, 300 },
 	/* BCDA's ARCHIVE_THRESHOLD_HR: a job blocks others for 24 h. */

@@ -76,6 +76,9 @@ class Emulator:
     def config(self, **settings):
         return json.loads(self._req("/_emu/config", json.dumps(settings).encode()))
 
+    def post(self, path, obj):
+        return json.loads(self._req(path, json.dumps(obj).encode()))
+
     def stats(self):
         return self.get("/_emu/stats")
 

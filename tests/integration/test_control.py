@@ -214,8 +214,13 @@ def test_status_output(env):
         check(k in j, "--json has no %s: %r" % (k, j))
     check(j["id"] == jid and j["state"] == "DONE" and j["profile"] == env.profile, "%r" % j)
     out = env.cli("status").stdout.splitlines()
-    check(len(out) == 2 and out[1].split()[:3] == [str(jid), env.profile, "DONE"],
+    check(len(out) >= 2 and out[1].split()[:3] == [str(jid), env.profile, "DONE"],
           "status table: %r" % out)
+    # Then the profiles: the watermark the next export starts from.
+    check(out[2] == "" and out[3].split()[:3] == ["PROFILE", "SCOPE", "WATERMARK"],
+          "profiles header: %r" % out)
+    check(out[4].split()[:2] == [env.profile, "v2"] and j["transaction_time"] in out[4],
+          "profiles table: %r" % out)
 
 
 def test_help_and_check(env):

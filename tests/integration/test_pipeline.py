@@ -193,3 +193,29 @@ def test_kill_in_notify(env):
     msgs = _notifications(moto, 1)
     check(1 <= len(msgs) <= 2, "notifications: %d" % len(msgs))
     check(hl.stats()["jobs_created"] == 1, "one import")
+
+
+def test_empty_night_and_january_are_announced(env):
+    # Night 1 exports; night 2 has nothing new (output: []): DONE with no
+    # import and "0 resources"; night 3 meets January's missing
+    # attribution: SKIPPED, announced with the reason.
+    moto, hl, _ = pipeline_env(env)
+    env.start()
+    first = env.run()
+    env.wait_done(first, timeout=120)
+    second = env.run()
+    j = env.wait_done(second, timeout=120)
+    check(j["resources"] == 0, "resources %d" % j["resources"])
+    check(hl.stats()["jobs_created"] == 1, "an empty night started an import")
+    env.emu.config(attribution_current=False)
+    third = env.run()
+    j = env.wait_terminal(third, 60)
+    check(j["state"] == "SKIPPED", "state %s (%s)" % (j["state"], j["last_error"]))
+    msgs = {json.loads(m["Message"])["job"]: m for m in _notifications(moto, 3)}
+    check(sorted(msgs) == [first, second, third], "announced jobs %s" % sorted(msgs))
+    empty = json.loads(msgs[second]["Message"])
+    check(empty["outcome"] == "DONE" and empty["resources"] == 0, "empty night: %s" % empty)
+    jan = json.loads(msgs[third]["Message"])
+    check(jan["outcome"] == "SKIPPED" and "no current attribution" in jan["error_message"],
+          "January: %s" % jan)
+    check(msgs[third]["MessageAttributes"]["outcome"]["Value"] == "SKIPPED", "attribute")

@@ -250,7 +250,15 @@ def test_progress_comma(env):
 
 @clean_exit
 def test_progress_bare(env):
-    _progress(env, "bare")
+    # models.go StatusMessage while JobCount is 0: "In Progress", no percent.
+    env.emu.config(progress_form="bare", job_seconds=2.5)
+    env.start()
+    jid = env.run()
+    seen = set()
+    j = _watch(env, jid, lambda r: seen.add(r["progress"]) if r["state"] == "POLL" else None)
+    check(j["state"] == "DONE", "state %s (%s)" % (j["state"], j["last_error"]))
+    check(seen <= {-1}, "a percentage was read from a bare X-Progress: %s" % sorted(seen))
+    check(env.job(jid)["progress"] == 100, "progress after DONE")
 
 
 # ---- 8, 9: poll errors ---------------------------------------------------------
@@ -269,15 +277,18 @@ def test_poll_503_no_body(env):
 
 
 @clean_exit
-def test_poll_500_transient(env):
-    env.emu.config(poll_500_transient=1)
+def test_poll_500_hiccup(env):
+    # requests.go JobStatus: a failed job lookup is 500 + OO "exception",
+    # the shape of a failed job; only the job-failed text is terminal.
+    env.emu.config(poll_500=1)
     env.start()
     jid = env.run()
     env.wait_done(jid)
     st = env.emu.stats()
     check(st["polls"] >= 2, "polls %d" % st["polls"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
-    check("polling failed: HTTP 500, transient" in env.log_text(), "transient 500 not retried")
+    check("polling failed: HTTP 500, exception: Error trying to fetch job" in env.log_text(),
+          "the 500 hiccup was not retried")
     env.check_export_matches(jid)
 
 
@@ -337,7 +348,10 @@ def test_files_expire_while_downloading(env):
     # says when.  Slow, one-at-a-time downloads outlive it: the 404s that
     # follow mean "start a new export", not "retry this file 40 times".
     env.write_config(daemon_extra="max_downloads_per_job = 1")
-    env.emu.config(lines_per_file=1, download_rate=10000, expire_after_seconds=2)
+    # expire_mode 404: cleanup ran (before it, BCDA still serves the files
+    # of a job past its 24 h, bcdaworker/cleanup).
+    env.emu.config(lines_per_file=1, download_rate=10000, expire_after_seconds=2,
+                   expire_mode="404")
     env.start()
     jid = env.run()
     wait_for(lambda: env.emu.stats()["kickoffs"] >= 2, 30, "a second kickoff")
