@@ -42,12 +42,15 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
-LIB_SRC  = $(wildcard lib/*.c)
+# lib/ has one folder per concern (see ARCHITECTURE.md); headers are
+# included as "folder/name.h" across folders.
+LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/schema.o
 DMN_SRC  = $(wildcard daemon/*.c)
 DMN_OBJ  = $(DMN_SRC:%.c=$(BUILD)/%.o)
-UNIT_SRC = $(wildcard tests/unit/test_*.c)
-UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_SRC = $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN = $(foreach t,$(UNIT_SRC),$(BUILD)/tests/$(basename $(notdir $(t))))
+HDRS     = $(wildcard lib/*/*.h daemon/*.h)
 SCHEMA   = $(sort $(wildcard schema/*.sql))
 
 BIN      = $(BUILD)/bcdad
@@ -63,15 +66,17 @@ bin/bcdad: $(BIN)
 $(BIN): $(DMN_OBJ) $(BUILD)/libbcdad.a
 	$(CC) $(LDFLAGS) -o $@ $(DMN_OBJ) $(BUILD)/libbcdad.a $(LDLIBS)
 
+# Made anew each time, so an object of a moved or removed file never stays.
 $(BUILD)/libbcdad.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h daemon/*.h)
+$(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 # Migrations are compiled into the binary: schema/NNN-name.sql becomes one
-# entry of an ordered table (see lib/store.c).
+# entry of an ordered table (see lib/store/store.c).
 $(BUILD)/schema.c: $(SCHEMA) tools/embed-schema.sh
 	@mkdir -p $(dir $@)
 	sh tools/embed-schema.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
@@ -79,7 +84,9 @@ $(BUILD)/schema.c: $(SCHEMA) tools/embed-schema.sh
 $(BUILD)/schema.o: $(BUILD)/schema.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h lib/*.h) $(BUILD)/libbcdad.a
+# tests/unit/<folder>/test_<module>.c mirrors lib/<folder>/<module>.c.
+vpath test_%.c $(sort $(dir $(UNIT_SRC)))
+$(BUILD)/tests/%: %.c $(wildcard tests/unit/*.h) $(HDRS) $(BUILD)/libbcdad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< \
 		$(BUILD)/libbcdad.a $(LDLIBS)
@@ -128,7 +135,7 @@ install: all
 		$(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bcdad
 	install -m 0644 daemon/bcdad.8 $(DESTDIR)$(MANDIR)/man8/bcdad.8
-	install -m 0644 lib/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
+	install -m 0644 lib/config/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
 	install -m 0640 packaging/bcdad.conf.example \
 		$(DESTDIR)$(SYSCONFDIR)/bcdad/bcdad.conf.example
 	for u in systemd/*.service systemd/*.socket systemd/*.timer; do \

@@ -6,8 +6,8 @@
 
 #include <uv.h>
 
-#include "config.h"
-#include "engine.h"
+#include "config/config.h"
+#include "engine/engine.h"
 
 #define CTL_VERSION	1
 #define CTL_MAX_MSG	(64 * 1024)	/* a request or reply line */

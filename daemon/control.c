@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 #include "bcdad.h"
-#include "log.h"
+#include "util/log.h"
 
 struct ctl_conn;
 

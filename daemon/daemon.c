@@ -15,9 +15,9 @@
 #include <systemd/sd-daemon.h>
 
 #include "bcdad.h"
-#include "fetch.h"
-#include "log.h"
-#include "store.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "store/store.h"
 
 struct daemon {
 	uv_loop_t	 loop;
@@ -111,7 +111,7 @@ make_dirs(const struct config *c)
 	int rc;
 
 	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if ((rc = mkdir_p(dirs[i])) != 0) {
+		if ((rc = fs_mkdir_p(dirs[i])) != 0) {
 			log_errx("cannot create %s: %s", dirs[i],
 			    strerror(-rc));
 			return rc;

@@ -13,7 +13,7 @@
 #include <curl/curl.h>
 
 #include "bcdad.h"
-#include "log.h"
+#include "util/log.h"
 
 #define DEFAULT_CONFIG	"/etc/bcdad/bcdad.conf"
 

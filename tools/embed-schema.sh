@@ -3,7 +3,7 @@
 # The number in each name is the user_version the migration leaves behind.
 set -eu
 echo '/* Generated from the schema directory by tools/embed-schema.sh. Do not edit. */'
-echo '#include "store.h"'
+echo '#include "store/store.h"'
 echo 'const struct store_migration store_migrations[] = {'
 for f in "$@"; do
 	base=$(basename "$f" .sql)

@@ -16,8 +16,8 @@
 
 #include <zlib.h>
 
-#include "gz.h"
-#include "ndjson.h"
+#include "bcda/gz.h"
+#include "bcda/ndjson.h"
 
 static int
 to_ndjson(const void *buf, size_t len, void *arg)

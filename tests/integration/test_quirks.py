@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 from harness import SECRET, check, wait_for
 
-# job_state values as stored in job_history (lib/job.h).
+# job_state values as stored in job_history (lib/store/job.h).
 NEW, TOKEN, KICKOFF, POLL, DOWNLOAD = 0, 1, 2, 3, 4
 
 

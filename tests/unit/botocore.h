@@ -28,8 +28,8 @@
 
 #include <jansson.h>
 
-#include "http.h"
-#include "sigv4.h"
+#include "util/http.h"
+#include "aws/sigv4.h"
 #include "t.h"
 
 #define BOTOCORE_SCRIPT	"tests/sigv4_botocore.py"

@@ -1,0 +1,62 @@
+/*
+ * One file's trip to S3.  Below the multipart threshold a single signed
+ * PutObject; above it a multipart upload whose id and acknowledged parts
+ * are written to the store as they happen, so that after a restart the
+ * upload resumes at the next part, or starts over when S3 no longer knows
+ * the upload (NoSuchUpload).  Transient failures are retried here with
+ * capped backoff; the caller hears once, with success or a sentence.
+ */
+#ifndef BCDAD_UPLOAD_H
+#define BCDAD_UPLOAD_H
+
+#include <uv.h>
+
+#include "awscreds.h"
+#include "util/http.h"
+#include "store/job.h"
+#include "s3.h"
+#include "store/store.h"
+
+struct upload_env {
+	uv_loop_t	*loop;
+	struct http	*http;
+	struct store	*st;
+	struct awscreds	*creds;
+	int		 retry_min, retry_max;	/* seconds */
+	int		 max_attempts;
+};
+
+struct upload;
+
+/* rc 0: S3 has the object; otherwise why is a sentence for the user. */
+typedef void (*upload_done_cb)(struct upload *, int rc, const char *why,
+    void *arg);
+
+/*
+ * Uploads path to key.  f (kept by the caller until done) is the file's
+ * row: its s3_upload_id and s3_part_size are saved as the upload goes, and
+ * its sha256 is used as the payload hash of a single PUT (NULL: computed).
+ * f may be NULL for a file with no row (manifest.json): then a single
+ * PUT whatever the size.
+ */
+int	upload_start(const struct upload_env *, const struct s3_loc *,
+	    struct file_row *f, const char *path, const char *key,
+	    unsigned long long threshold, upload_done_cb, void *arg,
+	    struct upload **out);
+/* Aborts f's multipart upload in S3 and forgets it (job given up). */
+int	upload_abort(const struct upload_env *, const struct s3_loc *,
+	    struct file_row *f, const char *key, upload_done_cb, void *arg,
+	    struct upload **out);
+/* Stops the upload; done is not called.  A multipart upload stays open
+ * in S3 (and in the store), to be resumed. */
+void	upload_cancel(struct upload *);
+
+/*
+ * The S3 key of a file of an export: prefix + profile/time/name, with the
+ * transactionTime in ISO 8601 basic form (2026-11-26T050612.9Z); error
+ * files and manifest.json under time_meta/ instead of time/.
+ */
+char	*upload_key(const char *prefix, const char *profile,
+	    const char *transaction_time, const char *name);
+
+#endif

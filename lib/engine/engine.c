@@ -1,0 +1,611 @@
+/*
+ * The engine: export jobs on one libuv loop.  See engine.h.
+ *
+ * Each job has one step function per state, dispatched from one table.
+ * A step never assigns the state itself: it calls ej_enter(), which goes
+ * through job_set_state() (compare-and-set, save, history, commit) and
+ * only then schedules the next step.  Steps that wait (for a token, a
+ * poll interval, a retry) set next_at; one wake-up timer runs every job
+ * whose time has come.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+
+typedef void (*step_fn)(struct ejob *);
+
+
+static const step_fn steps[JOB_NSTATES] = {
+	[JOB_NEW]	= step_new,
+	[JOB_TOKEN]	= step_token,
+	[JOB_KICKOFF]	= step_kickoff,
+	[JOB_POLL]	= step_poll,
+	[JOB_DOWNLOAD]	= step_download,
+	[JOB_S3_PUT]	= step_s3_put,
+	[JOB_IMPORT]	= step_import,
+	[JOB_NOTIFY]	= step_notify,
+};
+
+uint64_t
+ej_now(const struct engine *e)
+{
+	return uv_now(e->loop);
+}
+
+/*
+ * Capped exponential backoff with full jitter in its upper half: the
+ * n-th retry waits between d/2 and d, d = min(max, min * 2^(n-1)).
+ */
+uint64_t
+ej_backoff(int min_s, int max_s, int n)
+{
+	uint64_t d = (uint64_t)min_s * 1000, cap = (uint64_t)max_s * 1000;
+
+	while (--n > 0 && d < cap)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	return d / 2 + (uint64_t)random() % (d / 2 + 1);
+}
+
+/*
+ * BCDA's WAF allows bcda_request_limit requests per bcda_request_window
+ * from one address, whatever the ACO.  Returns 0 and counts a request
+ * when one may be sent now, else the ms until one may.
+ */
+uint64_t
+ej_bcda_budget(struct engine *e)
+{
+	uint64_t now = ej_now(e), window, oldest;
+
+	window = (uint64_t)e->cfg->bcda_request_window * 1000;
+	oldest = e->reqlog[e->reqlog_next];
+	if (e->reqlog_len == e->cfg->bcda_request_limit &&
+	    now < oldest + window)
+		return oldest + window - now;
+	e->reqlog[e->reqlog_next] = now;
+	e->reqlog_next = (e->reqlog_next + 1) % e->cfg->bcda_request_limit;
+	if (e->reqlog_len < e->cfg->bcda_request_limit)
+		e->reqlog_len++;
+	return 0;
+}
+
+/*
+ * BCDA client secrets expire 90 days after they are issued.  From
+ * SECRET_WARN_DAYS days before (counting a part of a day as a day),
+ * writes a warning to buf and returns 1; otherwise returns 0.
+ */
+int
+ej_secret_warning(const struct profile *p, time_t now, char *buf, size_t len)
+{
+	time_t expires;
+	long long left;
+	char day[16];
+	struct tm tm;
+
+	if (p->secret_issued == 0)
+		return 0;
+	expires = (time_t)(p->secret_issued + SECRET_LIFETIME);
+	left = ((long long)expires - (long long)now + 86399) / 86400;
+	if (left > SECRET_WARN_DAYS)
+		return 0;
+	gmtime_r(&expires, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	if (left <= 0)
+		snprintf(buf, len, "the BCDA client secret of profile %s "
+		    "expired on %s (90 days after it was issued): create a new "
+		    "one in the BCDA portal and set client_secret_issued",
+		    p->name, day);
+	else
+		snprintf(buf, len, "the BCDA client secret of profile %s "
+		    "expires on %s, in %lld day%s: create a new one in the BCDA "
+		    "portal and set client_secret_issued", p->name, day, left,
+		    left == 1 ? "" : "s");
+	return 1;
+}
+
+/* A step got the answer it wanted: the run of transient failures ends. */
+void
+ej_ok(struct ejob *j)
+{
+	j->attempts = 0;
+	j->trouble_since = 0;
+}
+
+void
+ej_set_error(struct ejob *j, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(j->row.last_error);
+	j->row.last_error = strdup(buf);
+}
+
+void
+ej_due(struct ejob *j, uint64_t delay_ms)
+{
+	j->next_at = ej_now(j->e) + delay_ms;
+	engine_arm(j->e);
+}
+
+void
+ej_free_files(struct ejob *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nfiles; i++)
+		file_row_clear(&j->files[i]);
+	free(j->files);
+	free(j->fs);
+	j->files = NULL;
+	j->fs = NULL;
+	j->nfiles = 0;
+	j->files_loaded = 0;
+}
+
+/*
+ * Moves the job to state to, through job_set_state().  On a store error
+ * the job stays where it was and is retried later; the error is logged.
+ */
+int
+ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
+    void *arg)
+{
+	enum job_state from = j->row.state;
+	int rc;
+
+	int notify = j->row.notify_state;
+
+	if (to != JOB_FAILED && to != JOB_CANCELLED && to != JOB_SKIPPED &&
+	    j->row.last_error) {
+		free(j->row.last_error);
+		j->row.last_error = NULL;
+	}
+	/* A failure is owed to SNS, recorded with the failure itself. */
+	if ((to == JOB_FAILED || to == JOB_SKIPPED) && j->pt != NULL &&
+	    j->pt->prof->sns_topic_arn != NULL)
+		j->row.notify_state = 1;
+	rc = job_set_state(j->e->st, &j->row, from, to, why, extra, arg);
+	if (rc != 0)
+		j->row.notify_state = notify;
+	if (rc != 0) {
+		JLOG(LOG_LVL_ERR, j, "cannot record %s -> %s: %s",
+		    job_state_name(from), job_state_name(to), strerror(-rc));
+		ej_due(j, 5000);
+		return rc;
+	}
+	log_job(to == JOB_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO, j->row.id,
+	    j->row.profile, job_state_name(to), "%s -> %s: %s",
+	    job_state_name(from), job_state_name(to), why);
+	ej_ok(j);
+	j->reauth = 0;
+	if (job_state_terminal(to)) {
+		ej_cancel_transfers(j);
+		if (to != JOB_DONE)
+			ej_s3_abandon(j);
+		j->dead = 1;
+		j->next_at = ej_notify_owed(j) ? ej_now(j->e) : NEVER;
+		engine_arm(j->e);
+	} else {
+		ej_due(j, 0);
+	}
+	return 0;
+}
+
+/* Saves the job row as it is (no change of state); logs a failure. */
+int
+ej_save(struct ejob *j)
+{
+	int rc;
+
+	j->row.updated_at = (int64_t)time(NULL);
+	if ((rc = store_job_save(j->e->st, &j->row)) != 0)
+		JLOG(LOG_LVL_ERR, j, "cannot save the job: %s", strerror(-rc));
+	return rc;
+}
+
+/*
+ * A same-state checkpoint: saves the job row and a history row saying
+ * why, in one transaction, then runs the step again.  For a change of
+ * plan within a state (the January fallback to /Group/runout).
+ */
+int
+ej_checkpoint(struct ejob *j, const char *why)
+{
+	struct store *st = j->e->st;
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	j->row.updated_at = now;
+	if ((rc = store_begin(st)) != 0)
+		goto fail;
+	if ((rc = store_job_save(st, &j->row)) != 0 ||
+	    (rc = store_history_add(st, j->row.id, now, j->row.state,
+	    j->row.state, why)) != 0 || (rc = store_commit(st)) != 0) {
+		store_rollback(st);
+		goto fail;
+	}
+	JLOG(LOG_LVL_INFO, j, "%s", why);
+	ej_due(j, 0);
+	return 0;
+fail:
+	JLOG(LOG_LVL_ERR, j, "cannot record \"%s\": %s", why, strerror(-rc));
+	ej_due(j, 5000);
+	return rc;
+}
+
+void
+ej_fail(struct ejob *j, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (j->row.state == JOB_NOTIFY) {
+		/*
+		 * The export is complete: a notification that cannot be sent
+		 * does not make it fail.  It is owed and retried later.
+		 */
+		JLOG(LOG_LVL_WARN, j, "%s; the outcome is kept and announced "
+		    "later", buf);
+		j->row.notify_state = 1;
+		ej_enter(j, JOB_DONE, "export complete; notification pending",
+		    NULL, NULL);
+		return;
+	}
+	ej_set_error(j, "%s", buf);
+	ej_enter(j, JOB_FAILED, buf, NULL, NULL);
+}
+
+/*
+ * A transient failure: remember why, wait, and run the same step again.
+ * Retry-After, when the server sent one, wins over our own backoff.  A
+ * stage that has failed for retry_budget seconds in a row fails the job.
+ */
+void
+ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
+{
+	const struct config *c = j->e->cfg;
+	char buf[512];
+	uint64_t delay;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (j->trouble_since == 0)
+		j->trouble_since = ej_now(j->e);
+	if (ej_now(j->e) - j->trouble_since >= (uint64_t)c->retry_budget *
+	    1000) {
+		ej_fail(j, "%s (gave up after retrying for %d s, the "
+		    "retry_budget)", buf, c->retry_budget);
+		return;
+	}
+	j->attempts++;
+	delay = ej_backoff(c->retry_min, c->retry_max, j->attempts);
+	if (retry_after > RETRY_AFTER_MAX)
+		retry_after = RETRY_AFTER_MAX;
+	if (retry_after > 0)
+		delay = (uint64_t)retry_after * 1000;
+	ej_set_error(j, "%s", buf);
+	ej_save(j);
+	JLOG(LOG_LVL_WARN, j, "%s; retry %d in %llu s", buf, j->attempts,
+	    (unsigned long long)(delay + 999) / 1000);
+	ej_due(j, delay);
+}
+
+/* ---- scheduling -------------------------------------------------------- */
+
+static void
+job_free(struct ejob *j)
+{
+	ej_free_files(j);
+	job_row_clear(&j->row);
+	free(j);
+}
+
+/* An ended job with nothing in flight and nothing owed: free it. */
+static int
+reapable(const struct ejob *j)
+{
+	return j->ndl == 0 && j->nup == 0 && j->req == NULL && !j->aws_wait &&
+	    !ej_notify_owed(j);
+}
+
+static void
+wake_cb(uv_timer_t *t)
+{
+	struct engine *e = t->data;
+	struct ejob *j, *next;
+	uint64_t now = ej_now(e);
+
+	for (j = TAILQ_FIRST(&e->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (e->stopping)
+			break;
+		if (j->req != NULL || j->aws_wait || j->next_at > now)
+			continue;
+		if (j->dead) {
+			if (ej_notify_owed(j)) {
+				j->next_at = NEVER;
+				ej_notify_retry(j);
+			}
+			continue;
+		}
+		j->next_at = NEVER;
+		if (j->row.cancel_requested)
+			step_cancel(j);
+		else if (steps[j->row.state] != NULL)
+			steps[j->row.state](j);
+	}
+	/* Reap finished jobs once nothing of theirs is in flight. */
+	for (j = TAILQ_FIRST(&e->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (j->dead && reapable(j)) {
+			TAILQ_REMOVE(&e->jobs, j, entry);
+			job_free(j);
+		}
+	}
+	engine_arm(e);
+}
+
+/* Arms the wake-up timer for the earliest job that is due. */
+void
+engine_arm(struct engine *e)
+{
+	struct ejob *j;
+	uint64_t first = NEVER, now = ej_now(e);
+
+	if (e->stopping)
+		return;
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (j->dead && reapable(j))
+			first = now;
+		else if (j->next_at < first)
+			first = j->next_at;
+	}
+	if (first == NEVER) {
+		uv_timer_stop(&e->wake);
+		return;
+	}
+	/*
+	 * At least 1 ms: libuv runs a timer re-armed at 0 again in the same
+	 * pass, before any I/O, so a job that kept asking to run now would
+	 * starve the sockets.
+	 */
+	uv_timer_start(&e->wake, wake_cb, first > now ? first - now : 1, 0);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+struct engine *
+engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
+{
+	struct engine *e;
+	int i;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	e->loop = loop;
+	e->cfg = cfg;
+	e->st = st;
+	TAILQ_INIT(&e->jobs);
+	e->tokens = calloc((size_t)(cfg->nprofiles ? cfg->nprofiles : 1),
+	    sizeof(*e->tokens));
+	e->http = http_new(loop, cfg->connect_timeout, cfg->low_speed_time);
+	e->reqlog = calloc((size_t)cfg->bcda_request_limit,
+	    sizeof(*e->reqlog));
+	if (e->tokens == NULL || e->http == NULL || e->reqlog == NULL) {
+		free(e->reqlog);
+		free(e->tokens);
+		http_free(e->http);
+		free(e);
+		return NULL;
+	}
+	for (i = 0; i < cfg->nprofiles; i++) {
+		e->tokens[i].e = e;
+		e->tokens[i].prof = cfg->profiles[i];
+	}
+	uv_timer_init(loop, &e->wake);
+	e->wake.data = e;
+	if (ej_s3_init(e) != 0) {
+		/* The timer is closed by engine_stop; the caller stops us. */
+		log_errx("cannot set up AWS credentials");
+	}
+	return e;
+}
+
+static struct ejob *
+job_add(struct engine *e, struct job_row *row)
+{
+	struct ejob *j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->e = e;
+	j->row = *row;
+	memset(row, 0, sizeof(*row));
+	j->pt = pt_for(e, j->row.profile);
+	TAILQ_INSERT_TAIL(&e->jobs, j, entry);
+	return j;
+}
+
+static int
+load_job(struct job_row *row, void *arg)
+{
+	struct engine *e = arg;
+	struct ejob *j;
+
+	if ((j = job_add(e, row)) == NULL)
+		return -ENOMEM;
+	if (j->pt == NULL) {
+		ej_fail(j, "profile %s is no longer in the configuration",
+		    j->row.profile);
+		return 0;
+	}
+	/* A job from before watermarks had scopes exports the profile's. */
+	if (j->row.scope == NULL && j->row.state != JOB_NEW &&
+	    (j->row.scope = ej_scope(j->pt->prof, j->row.runout ?
+	    EP_GROUP_RUNOUT : j->pt->prof->endpoint)) == NULL)
+		return -ENOMEM;
+	JLOG(LOG_LVL_INFO, j, "resuming");
+	ej_due(j, 0);
+	return 0;
+}
+
+/* An ended job whose outcome SNS has not acknowledged yet. */
+static int
+load_owed(struct job_row *row, void *arg)
+{
+	struct engine *e = arg;
+	struct ejob *j;
+
+	if ((j = job_add(e, row)) == NULL)
+		return -ENOMEM;
+	j->dead = 1;
+	if (ej_notify_owed(j))
+		JLOG(LOG_LVL_INFO, j, "outcome still to be announced");
+	ej_due(j, 0);
+	return 0;
+}
+
+int
+engine_start(struct engine *e)
+{
+	int rc;
+
+	if ((rc = store_jobs_active(e->st, load_job, e)) != 0)
+		return rc;
+	return store_jobs_owed(e->st, load_owed, e);
+}
+
+void
+engine_stop(struct engine *e)
+{
+	struct ejob *j;
+	int i;
+
+	e->stopping = 1;
+	TAILQ_FOREACH(j, &e->jobs, entry)
+		ej_cancel_transfers(j);
+	ej_s3_free(e);
+	for (i = 0; i < e->cfg->nprofiles; i++) {
+		if (e->tokens[i].req != NULL) {
+			http_cancel(e->http, e->tokens[i].req);
+			http_req_free(e->tokens[i].req);
+			e->tokens[i].req = NULL;
+		}
+		if (e->tokens[i].sm_req != NULL) {
+			http_cancel(e->http, e->tokens[i].sm_req);
+			http_req_free(e->tokens[i].sm_req);
+			e->tokens[i].sm_req = NULL;
+		}
+	}
+	uv_timer_stop(&e->wake);
+	uv_close((uv_handle_t *)&e->wake, NULL);
+	http_free(e->http);
+	e->http = NULL;
+}
+
+/* After engine_stop and once the loop has run dry. */
+void
+engine_free(struct engine *e)
+{
+	struct ejob *j;
+	int i;
+
+	if (e == NULL)
+		return;
+	while ((j = TAILQ_FIRST(&e->jobs)) != NULL) {
+		TAILQ_REMOVE(&e->jobs, j, entry);
+		job_free(j);
+	}
+	for (i = 0; i < e->cfg->nprofiles; i++) {
+		pt_drop(&e->tokens[i]);
+		sm_forget(&e->tokens[i]);
+	}
+	free(e->tokens);
+	free(e->reqlog);
+	free(e);
+}
+
+int
+engine_run(struct engine *e, const char *profile, const char *since, int full,
+    int64_t *job_id, char *err, size_t errlen)
+{
+	struct job_row row;
+	struct ejob *j;
+	int rc;
+
+	if (pt_for(e, profile) == NULL) {
+		snprintf(err, errlen, "no profile named %s", profile);
+		return -ENOENT;
+	}
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (!j->dead && strcmp(j->row.profile, profile) == 0) {
+			snprintf(err, errlen, "job %lld of profile %s is "
+			    "still in %s", (long long)j->row.id, profile,
+			    job_state_name(j->row.state));
+			return -EBUSY;
+		}
+	}
+	if (since != NULL && (full || !config_valid_instant(since))) {
+		snprintf(err, errlen, full ? "--since and --full exclude each "
+		    "other" : "--since %s is not an RFC 3339 instant with a "
+		    "zone, such as 2026-07-01T00:00:00Z", since);
+		return -EINVAL;
+	}
+	memset(&row, 0, sizeof(row));
+	row.profile = strdup(profile);
+	row.progress = -1;
+	row.since_mode = since ? SINCE_MODE_GIVEN : full ? SINCE_MODE_FULL :
+	    SINCE_MODE_PROFILE;
+	if (since != NULL && (row.since = strdup(since)) == NULL) {
+		job_row_clear(&row);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (row.profile == NULL ||
+	    (rc = store_job_insert(e->st, &row, (int64_t)time(NULL))) != 0) {
+		job_row_clear(&row);
+		snprintf(err, errlen, "cannot record the job in the database");
+		return -EIO;
+	}
+	if ((j = job_add(e, &row)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	*job_id = j->row.id;
+	JLOG(LOG_LVL_INFO, j, "created");
+	ej_due(j, 0);
+	return 0;
+}
+
+
+int
+engine_active_jobs(const struct engine *e)
+{
+	const struct ejob *j;
+	int n = 0;
+
+	TAILQ_FOREACH(j, &e->jobs, entry)
+		n += !j->dead;
+	return n;
+}
+
+int
+engine_active_downloads(const struct engine *e)
+{
+	return e->ndl;
+}

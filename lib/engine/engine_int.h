@@ -1,0 +1,213 @@
+/*
+ * The engine's private parts, shared by the files of lib/engine/: the
+ * scheduler (engine.c), one file per stage (export.c: NEW..POLL,
+ * download.c, s3put.c, import.c, notify.c), BCDA access (token.c),
+ * cancellation (cancel.c) and status (status.c).  Stages depend on the
+ * scheduler and the protocol modules, not on each other.  Nothing outside
+ * lib/engine/ includes this.
+ */
+#ifndef BCDAD_ENGINE_INT_H
+#define BCDAD_ENGINE_INT_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "bcda/bcda.h"
+#include "engine.h"
+#include "bcda/fetch.h"
+#include "util/http.h"
+#include "util/log.h"
+#include "aws/upload.h"
+
+#define NEVER		INT64_MAX
+#define MAX_KICKOFFS	3	/* BCDA jobs per bcdad job (expiry restarts) */
+#define FILE_ATTEMPTS	5	/* per file, for invalid or missing content */
+#define FILE_NET_ATTEMPTS 40	/* per file, for transport errors */
+#define FILE_EXPIRY	(24 * 3600)	/* BCDA deletes files 24 h after */
+#define RETRY_AFTER_MAX	3600	/* seconds: a server's Retry-After, capped */
+#define SECRET_LIFETIME	(90 * 86400)	/* BCDA credentials expire */
+#define SECRET_WARN_DAYS 14	/* warn this many days before */
+
+/* A profile's bearer token, shared by its jobs, refreshed before expiry. */
+struct ptoken {
+	struct engine	*e;
+	const struct profile *prof;
+	char		*token;
+	unsigned	 gen;		/* bumped with every new token */
+	uint64_t	 expires_at;	/* loop time, ms */
+	struct http_req	*req;
+	uint64_t	 retry_at;
+	int		 failures;
+	uint64_t	 trouble_since;	/* loop ms of the first failure, 0 */
+	char		 error[256];	/* why the last request failed */
+	int		 rejected;	/* credentials refused: no point retrying */
+	/* BCDA credentials from Secrets Manager (bcda_secret_arn), in memory. */
+	char		*sm_id, *sm_secret;
+	struct http_req	*sm_req;
+	int		 sm_wait;	/* waiting for AWS credentials */
+	int		 sm_refetched;	/* refetched after a 401 (rotation) */
+};
+
+/* A download in flight. */
+struct dl {
+	struct ejob	*job;
+	size_t		 idx;		/* into job->files */
+	struct http_req	*req;
+	struct fetch	*fetch;
+	unsigned	 token_gen;	/* ptoken gen of the token sent */
+	int		 committing;
+};
+
+/* Per-file scheduling, beside the persisted file rows. */
+struct fsched {
+	uint64_t	 next_at;
+	uint64_t	 up_next_at;	/* when to try the S3 upload again */
+	struct upload	*up;		/* S3 upload in flight */
+	void		*up_arg;	/* its callback's argument, ours to free */
+	int		 reauth;
+	struct dl	*dl;
+};
+
+struct ejob {
+	TAILQ_ENTRY(ejob) entry;
+	struct engine	*e;
+	struct job_row	 row;
+	struct ptoken	*pt;
+	uint64_t	 next_at;	/* loop time, ms; NEVER = waiting */
+	int		 attempts;	/* transient failures in a row */
+	uint64_t	 trouble_since;	/* loop ms of the first of them, 0 */
+	uint64_t	 blocked_until;	/* wall ms: duplicate-job 429 wait */
+	int		 reauth;	/* a 401 was answered with a new token */
+	int		 waiting_token;
+	int		 polls;		/* status requests answered 202 */
+	int		 list_checked;	/* looked for a job lost in a crash */
+	int		 dup429;	/* the kickoff got the duplicate-job 429 */
+	long		 dup_retry_after; /* its Retry-After, s */
+	int		 dup_waits;	/* waits for the blocking job so far */
+	struct http_req	*req;		/* the one control request in flight */
+	unsigned	 req_gen;	/* ptoken gen of the token it carries */
+	void		(*req_fn)(struct ejob *, const struct http_resp *);
+	/* An AWS call (import.c): how to build it, who gets the answer. */
+	struct http_req	*(*aws_build)(struct ejob *, const struct aws_creds *,
+			    time_t);
+	void		(*aws_fn)(struct ejob *, const struct http_resp *);
+	int		 aws_wait;	/* waiting for AWS credentials */
+	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
+	struct file_row	*files;
+	struct fsched	*fs;
+	size_t		 nfiles;
+	int		 files_loaded;
+	int		 ndl;
+	int		 nup;		/* S3 uploads in flight, manifest too */
+	struct upload	*manifest_up;
+	int		 manifest_done;
+	int		 s3_swept;	/* stale local copies removed once */
+	int		 dead;
+};
+
+TAILQ_HEAD(ejob_list, ejob);
+
+struct engine {
+	uv_loop_t	*loop;
+	const struct config *cfg;
+	struct store	*st;
+	struct http	*http;
+	uv_timer_t	 wake;
+	struct ejob_list jobs;
+	struct ptoken	*tokens;	/* one per profile, cfg order */
+	int		 ndl;		/* downloads in flight, all jobs */
+	int		 nup;		/* S3 uploads in flight, all jobs */
+	struct awscreds	*creds;		/* NULL when no profile uses AWS */
+	char		*region;	/* AWS region, once known */
+	char		 region_error[256];
+	struct upload_env uenv;
+	int		 stopping;
+	int		 running_steps;
+	/* BCDA requests of every profile (bcda_request_limit per window). */
+	uint64_t	*reqlog;	/* loop ms of the last limit requests */
+	int		 reqlog_len, reqlog_next;
+};
+
+/* Builds a job's AWS request with credentials (see ej_aws_call). */
+typedef struct http_req *(*aws_build_fn)(struct ejob *,
+    const struct aws_creds *, time_t);
+typedef void (*aws_done_fn)(struct ejob *, const struct http_resp *);
+
+/* Handles the answer to a job's API request (see ej_api_request). */
+typedef void (*api_done_fn)(struct ejob *, const struct http_resp *);
+
+#define JLOG(lvl, j, ...) log_job((lvl), (j)->row.id, (j)->row.profile, \
+	job_state_name((j)->row.state), __VA_ARGS__)
+
+/* engine.c: scheduling, the job life cycle, the public API */
+uint64_t	ej_backoff(int min_s, int max_s, int n);
+uint64_t	ej_bcda_budget(struct engine *e);
+void	ej_ok(struct ejob *j);
+void	ej_cancel_transfers(struct ejob *j);
+int	ej_checkpoint(struct ejob *j, const char *why);
+int	ej_save(struct ejob *j);
+void	ej_due(struct ejob *j, uint64_t delay_ms);
+int	ej_enter(struct ejob *j, enum job_state to, const char *why,
+	    job_extra_fn extra, void *arg);
+void	ej_fail(struct ejob *j, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	ej_free_files(struct ejob *j);
+uint64_t	ej_now(const struct engine *e);
+int	ej_secret_warning(const struct profile *p, time_t now, char *buf,
+	    size_t len);
+void	ej_set_error(struct ejob *j, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	engine_arm(struct engine *e);
+
+/* cancel.c */
+void	step_cancel(struct ejob *j);
+
+/* token.c */
+void	ej_api_request(struct ejob *j, const char *method, const char *url,
+	    int export_headers, api_done_fn fn);
+void	ej_describe(const struct http_resp *resp, char *buf, size_t len);
+int	ej_have_token(struct ejob *j);
+int	ej_transient(const struct http_resp *resp);
+void	pt_drop(struct ptoken *pt);
+void	sm_forget(struct ptoken *pt);
+struct ptoken	*pt_for(struct engine *e, const char *profile);
+int	pt_valid(struct engine *e, const struct ptoken *pt);
+
+/* export.c */
+char	*ej_own_job(struct ejob *j, const struct http_resp *resp);
+void	ej_rekickoff(struct ejob *j, const char *why);
+char	*ej_scope(const struct profile *p, enum bcda_endpoint ep);
+void	step_kickoff(struct ejob *j);
+void	step_new(struct ejob *j);
+void	step_poll(struct ejob *j);
+void	step_token(struct ejob *j);
+
+/* download.c */
+int	ej_load_files(struct ejob *j);
+void	ej_wake_downloads(struct engine *e);
+void	ej_file_save(struct ejob *j, struct file_row *f);
+void	ej_dl_free(struct dl *d);
+void	step_download(struct ejob *j);
+
+/* s3put.c */
+int	ej_s3_init(struct engine *e);
+void	ej_s3_free(struct engine *e);
+void	ej_s3_kick(struct ejob *j);
+void	ej_s3_cancel(struct ejob *j);
+void	ej_s3_abandon(struct ejob *j);
+void	step_s3_put(struct ejob *j);
+
+/* import.c */
+void	ej_aws_call(struct ejob *j, aws_build_fn, aws_done_fn);
+char	*ej_import_uri(const struct ejob *j);
+void	step_import(struct ejob *j);
+
+/* notify.c */
+void	step_notify(struct ejob *j);
+int	ej_notify_owed(const struct ejob *j);
+void	ej_notify_retry(struct ejob *j);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * Small filesystem helpers: whole writes, directory fsync, atomic file
+ * replacement and mkdir -p.  See fs.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+int
+fs_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(fd, p, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+fs_fsync_dir(const char *dir)
+{
+	int fd, rc = 0;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int
+fs_write_atomic(const char *path, const void *buf, size_t len)
+{
+	char *tmp = NULL, *dcopy = NULL;
+	int fd = -1, rc;
+
+	if (asprintf(&tmp, "%s.tmp", path) < 0)
+		return -ENOMEM;
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0640)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((rc = fs_write_all(fd, buf, len)) != 0)
+		goto fail;
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((dcopy = strdup(path)) == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = fs_fsync_dir(dirname(dcopy));
+	free(dcopy);
+	free(tmp);
+	return rc;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+int
+fs_mkdir_p(const char *path)
+{
+	char *p, *s;
+	int rc = 0;
+
+	if ((s = strdup(path)) == NULL)
+		return -ENOMEM;
+	for (p = s + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(s, 0750) != 0 && errno != EEXIST) {
+				rc = -errno;
+				break;
+			}
+			if ((*p = c) == '\0')
+				break;
+		}
+	}
+	free(s);
+	return rc;
+}

@@ -1,0 +1,291 @@
+/*
+ * The engine (lib/engine/) on a real uv loop and a real SQLite store, with
+ * tests/unit/engine/fake_http.c linked in place of the HTTP module: whole
+ * jobs through their stages, a cancel while the kickoff is unanswered, and
+ * a shutdown with a download in flight, without a socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fake_http.c"
+
+#include "config/config.h"
+#include "engine/engine.h"
+#include "store/job.h"
+#include "store/store.h"
+#include "t.h"
+
+#define BASE	"http://127.0.0.1:9"
+#define STATUS	BASE "/api/v2/jobs/42"
+#define DATA	BASE "/data/42/a.ndjson"
+#define LINES	"{\"resourceType\":\"Patient\",\"id\":\"1\"}\n" \
+		"{\"resourceType\":\"Patient\",\"id\":\"2\"}\n"
+#define MANIFEST "{\"transactionTime\":\"2026-01-02T03:04:05.678-04:00\"," \
+	"\"request\":\"" BASE "/api/v2/Group/all/$export\"," \
+	"\"requiresAccessToken\":true,\"output\":[{\"type\":\"Patient\"," \
+	"\"url\":\"" DATA "\"}],\"error\":[],\"JobID\":42}"
+
+/* What the scripted BCDA does, per test. */
+static int hold_kickoff, hold_data;
+
+static int
+bcda(const char *method, const char *url, struct fake_answer *a)
+{
+	if (strcmp(url, BASE "/auth/token") == 0) {
+		a->status = 200;
+		a->body = "{\"access_token\": \"tok\", \"expires_in\": \"1200\", "
+		    "\"token_type\":\"bearer\"}";
+	} else if (strstr(url, "/$export") != NULL) {
+		if (hold_kickoff)
+			return 0;
+		a->status = 202;
+		a->content_location = STATUS;
+	} else if (strstr(url, "/jobs?") != NULL) {
+		/* The kickoff reached BCDA: its job is listed. */
+		a->status = 200;
+		a->body = "{\"resourceType\":\"Bundle\",\"entry\":[{\"resource\":"
+		    "{\"resourceType\":\"Task\",\"identifier\":[{\"system\":\""
+		    BASE "/api/v2/jobs\",\"value\":\"42\"}],\"status\":"
+		    "\"accepted\",\"input\":[{\"valueString\":\"GET " BASE
+		    "/api/v2/Group/all/$export\"}],\"executionPeriod\":"
+		    "{\"start\":\"2026-01-01T00:00:00Z\"}}}]}";
+	} else if (strcmp(url, STATUS) == 0 && strcmp(method, "DELETE") == 0) {
+		a->status = 202;
+	} else if (strcmp(url, STATUS) == 0) {
+		a->status = 200;
+		a->body = MANIFEST;
+	} else if (strcmp(url, DATA) == 0) {
+		if (hold_data)
+			return 0;
+		a->status = 200;
+		a->body = LINES;
+	} else {
+		a->status = 404;
+	}
+	return 1;
+}
+
+struct world {
+	char		 dir[64];
+	uv_loop_t	 loop;
+	uv_timer_t	 tick;
+	struct config	*cfg;
+	struct store	*st;
+	struct engine	*e;
+};
+
+static void
+world_new(struct world *w)
+{
+	char path[128], conf[1024], err[1024];
+	int fd;
+
+	memset(w, 0, sizeof(*w));
+	snprintf(w->dir, sizeof(w->dir), "/tmp/test_engine.XXXXXX");
+	if (mkdtemp(w->dir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/secret", w->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, "s3cret\n", 7) != 7)
+		exit(1);
+	close(fd);
+	snprintf(conf, sizeof(conf), "[daemon]\nstate_dir = %s\n"
+	    "runtime_dir = %s\nstorage_dir = %s/out\npoll_min = 1\n"
+	    "poll_max = 1\nretry_min = 1\nretry_max = 1\n"
+	    "[profile A9994]\nbase_url = " BASE "\napi_version = v2\n"
+	    "client_id = A9994\nclient_secret_file = %s\n", w->dir, w->dir,
+	    w->dir, path);
+	snprintf(path, sizeof(path), "%s/bcdad.conf", w->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, conf, strlen(conf)) != (ssize_t)strlen(conf))
+		exit(1);
+	close(fd);
+	if ((w->cfg = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
+	uv_loop_init(&w->loop);
+	if (store_open(path, 0, &w->st, err, sizeof(err)) != 0 ||
+	    (w->e = engine_new(&w->loop, w->cfg, w->st)) == NULL ||
+	    engine_start(w->e) != 0) {
+		fprintf(stderr, "setup: %s\n", err);
+		exit(1);
+	}
+	fake_answer = bcda;
+	fake_log_clear();
+	hold_kickoff = hold_data = 0;
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop until job id is in state want or ms of loop time pass. */
+static enum job_state
+run_for(struct world *w, int64_t id, enum job_state want, uint64_t ms)
+{
+	struct job_row row;
+	enum job_state s = JOB_NSTATES;
+	uint64_t end;
+
+	uv_timer_init(&w->loop, &w->tick);
+	uv_timer_start(&w->tick, on_tick, 10, 10);
+	end = uv_now(&w->loop) + ms;
+	while (uv_now(&w->loop) < end) {
+		uv_run(&w->loop, UV_RUN_ONCE);
+		if (store_job_get(w->st, id, &row) == 0) {
+			s = row.state;
+			job_row_clear(&row);
+			if (s == want)
+				break;
+		}
+	}
+	uv_timer_stop(&w->tick);
+	uv_close((uv_handle_t *)&w->tick, NULL);
+	uv_run(&w->loop, UV_RUN_NOWAIT);
+	return s;
+}
+
+static enum job_state
+run_until(struct world *w, int64_t id, enum job_state want)
+{
+	return run_for(w, id, want, 10000);
+}
+
+/* engine_stop, the loop run dry (nothing may be left open), free all. */
+static void
+world_free(struct world *w)
+{
+	char cmd[128];
+
+	engine_stop(w->e);
+	T_EQ_INT(uv_run(&w->loop, UV_RUN_DEFAULT), 0);
+	engine_free(w->e);
+	T_EQ_INT(uv_loop_close(&w->loop), 0);
+	store_close(w->st);
+	config_free(w->cfg);
+	fake_log_clear();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", w->dir);
+	if (system(cmd) != 0)
+		T_FAIL("cannot remove %s", w->dir);
+}
+
+static int64_t
+run(struct world *w, const char *since, int full)
+{
+	char err[256];
+	int64_t id = 0;
+
+	T_EQ_INT(engine_run(w->e, "A9994", since, full, &id, err,
+	    sizeof(err)), 0);
+	return id;
+}
+
+T_TEST(t_whole_job)
+{
+	struct world w;
+	char path[256], *mark = NULL, buf[256];
+	int64_t id;
+	FILE *f;
+	size_t n;
+
+	world_new(&w);
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("POST " BASE "/auth/token"), 1);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 1);
+	T_EQ_INT(fake_count("GET " DATA), 1);
+	/* The file, under the transactionTime in UTC. */
+	snprintf(path, sizeof(path), "%s/out/A9994/2026-01-02T07:04:05.678Z/"
+	    "Patient-1.ndjson", w.dir);
+	if ((f = fopen(path, "r")) == NULL) {
+		T_FAIL("no %s", path);
+	} else {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		T_EQ_STR(buf, LINES);
+		fclose(f);
+	}
+	/* The watermark moved, verbatim, for the profile's scope. */
+	T_EQ_INT(store_watermark_get(w.st, "A9994", "v2 group-all default",
+	    &mark), 0);
+	T_EQ_STR(mark, "2026-01-02T03:04:05.678-04:00");
+	free(mark);
+	/* The next job starts from it. */
+	fake_log_clear();
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export?_since="
+	    "2026-01-02T03%3A04%3A05.678-04%3A00"), 1);
+	world_free(&w);
+}
+
+T_TEST(t_cancel_unanswered_kickoff)
+{
+	struct world w;
+	char err[256];
+	int64_t id;
+
+	world_new(&w);
+	hold_kickoff = 1;
+	id = run(&w, NULL, 0);
+	run_for(&w, id, JOB_POLL, 500);		/* never: the kickoff hangs */
+	T_EQ_INT(fake_held, 1);
+	T_EQ_INT(engine_cancel(w.e, id, err, sizeof(err)), 0);
+	T_EQ_INT(fake_held, 0);			/* the kickoff was cancelled */
+	T_EQ_INT(run_until(&w, id, JOB_CANCELLED), JOB_CANCELLED);
+	/* BCDA had started the job: found in /jobs and deleted. */
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/jobs?"), 1);
+	T_EQ_INT(fake_count("DELETE " STATUS), 1);
+	world_free(&w);
+}
+
+T_TEST(t_shutdown_with_download_in_flight)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	hold_data = 1;
+	id = run(&w, NULL, 0);
+	run_for(&w, id, JOB_S3_PUT, 500);	/* never: the download hangs */
+	T_EQ_INT(fake_held, 1);
+	T_EQ_INT(engine_active_downloads(w.e), 1);
+	/* world_free: engine_stop cancels it and the loop runs dry. */
+	world_free(&w);
+	T_EQ_INT(fake_held, 0);
+}
+
+T_TEST(t_since_override_and_full)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	id = run(&w, "2025-05-05T05:05:05Z", 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export?_since="
+	    "2025-05-05T05%3A05%3A05Z"), 1);
+	id = run(&w, NULL, 1);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	/* Two kickoffs, only the first with a _since. */
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 2);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export?"), 1);
+	world_free(&w);
+}
+
+T_MAIN("engine",
+    T_CASE(t_whole_job),
+    T_CASE(t_cancel_unanswered_kickoff),
+    T_CASE(t_shutdown_with_download_in_flight),
+    T_CASE(t_since_override_and_full))
