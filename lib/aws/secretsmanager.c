@@ -117,3 +117,20 @@ out:
 	json_decref(root);
 	return rc;
 }
+
+int64_t
+sm_parse_created(const struct http_resp *resp)
+{
+	json_t *root, *cd;
+	int64_t t = 0;
+
+	if (resp->body == NULL || (root = json_loadb(resp->body,
+	    resp->body_len, 0, NULL)) == NULL)
+		return 0;
+	cd = json_object_get(root, "CreatedDate");
+	if (json_is_number(cd) && json_number_value(cd) > 0)
+		t = (int64_t)json_number_value(cd);
+	wipe_json(root);
+	json_decref(root);
+	return t;
+}

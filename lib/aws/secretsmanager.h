@@ -10,6 +10,7 @@
 #ifndef BCDAD_SECRETSMANAGER_H
 #define BCDAD_SECRETSMANAGER_H
 
+#include <stdint.h>
 #include <time.h>
 
 #include "aws.h"
@@ -42,5 +43,13 @@ struct http_req	*sm_get_secret_value(const char *endpoint, const char *region,
  */
 int		 sm_parse_bcda_secret(const struct http_resp *,
 		    char **client_id, char **client_secret);
+
+/*
+ * The CreatedDate of the secret version GetSecretValue returned, in unix
+ * seconds (when the BCDA credentials were stored, the start of their 90
+ * days when nobody set client_secret_issued), or 0 when absent.  Wipes
+ * the copies of the body it makes, as sm_parse_bcda_secret does.
+ */
+int64_t		 sm_parse_created(const struct http_resp *);
 
 #endif

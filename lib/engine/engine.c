@@ -76,21 +76,35 @@ ej_bcda_budget(struct engine *e)
 }
 
 /*
+ * When the profile's BCDA secret was issued: client_secret_issued, else
+ * the CreatedDate of the Secrets Manager version it was read from, else 0
+ * (unknown).
+ */
+int64_t
+ej_secret_issued(const struct ptoken *pt)
+{
+	return pt->prof->secret_issued != 0 ? pt->prof->secret_issued :
+	    pt->sm_created;
+}
+
+/*
  * BCDA client secrets expire 90 days after they are issued.  From
  * SECRET_WARN_DAYS days before (counting a part of a day as a day),
  * writes a warning to buf and returns 1; otherwise returns 0.
  */
 int
-ej_secret_warning(const struct profile *p, time_t now, char *buf, size_t len)
+ej_secret_warning(const struct ptoken *pt, time_t now, char *buf, size_t len)
 {
+	const struct profile *p = pt->prof;
+	int64_t issued = ej_secret_issued(pt);
 	time_t expires;
 	long long left;
 	char day[16];
 	struct tm tm;
 
-	if (p->secret_issued == 0)
+	if (issued == 0)
 		return 0;
-	expires = (time_t)(p->secret_issued + SECRET_LIFETIME);
+	expires = (time_t)(issued + SECRET_LIFETIME);
 	left = ((long long)expires - (long long)now + 86399) / 86400;
 	if (left > SECRET_WARN_DAYS)
 		return 0;
@@ -99,13 +113,15 @@ ej_secret_warning(const struct profile *p, time_t now, char *buf, size_t len)
 	if (left <= 0)
 		snprintf(buf, len, "the BCDA client secret of profile %s "
 		    "expired on %s (90 days after it was issued): create a new "
-		    "one in the BCDA portal and set client_secret_issued",
-		    p->name, day);
+		    "one in the BCDA portal%s", p->name, day,
+		    p->bcda_secret_arn ? " and store it in Secrets Manager" :
+		    " and set client_secret_issued");
 	else
 		snprintf(buf, len, "the BCDA client secret of profile %s "
 		    "expires on %s, in %lld day%s: create a new one in the BCDA "
-		    "portal and set client_secret_issued", p->name, day, left,
-		    left == 1 ? "" : "s");
+		    "portal%s", p->name, day, left, left == 1 ? "" : "s",
+		    p->bcda_secret_arn ? " and store it in Secrets Manager" :
+		    " and set client_secret_issued");
 	return 1;
 }
 

@@ -47,6 +47,7 @@ struct ptoken {
 	struct http_req	*sm_req;
 	int		 sm_wait;	/* waiting for AWS credentials */
 	int		 sm_refetched;	/* refetched after a 401 (rotation) */
+	int64_t		 sm_created;	/* the secret version's CreatedDate */
 };
 
 /* A download in flight. */
@@ -154,7 +155,8 @@ void	ej_fail(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	ej_free_files(struct ejob *j);
 uint64_t	ej_now(const struct engine *e);
-int	ej_secret_warning(const struct profile *p, time_t now, char *buf,
+int64_t	ej_secret_issued(const struct ptoken *pt);
+int	ej_secret_warning(const struct ptoken *pt, time_t now, char *buf,
 	    size_t len);
 void	ej_set_error(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

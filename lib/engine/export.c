@@ -107,7 +107,7 @@ step_new(struct ejob *j)
 {
 	char warn[256];
 
-	if (ej_secret_warning(j->pt->prof, time(NULL), warn, sizeof(warn)))
+	if (ej_secret_warning(j->pt, time(NULL), warn, sizeof(warn)))
 		JLOG(LOG_LVL_WARN, j, "%s", warn);
 	if (prepare_kickoff(j, j->row.runout ? EP_GROUP_RUNOUT :
 	    j->pt->prof->endpoint) != 0)

@@ -106,7 +106,7 @@ notify_message(struct ejob *j)
 	    "error_message", j->row.state == JOB_FAILED ||
 	    j->row.state == JOB_SKIPPED ? j->row.last_error : NULL);
 	free(uri);
-	if (m != NULL && ej_secret_warning(p, time(NULL), warn, sizeof(warn)))
+	if (m != NULL && ej_secret_warning(j->pt, time(NULL), warn, sizeof(warn)))
 		json_object_set_new(m, "warning", json_string(warn));
 	text = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	json_decref(m);

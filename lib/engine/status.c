@@ -111,10 +111,11 @@ engine_profiles(struct engine *e)
 		    json_array());
 		if (p == NULL)
 			goto fail;
-		if (pr->secret_issued != 0)
+		if (ej_secret_issued(&e->tokens[i]) != 0)
 			json_object_set_new(p, "secret_expires", json_integer(
-			    pr->secret_issued + SECRET_LIFETIME));
-		if (ej_secret_warning(pr, time(NULL), warn, sizeof(warn)))
+			    ej_secret_issued(&e->tokens[i]) + SECRET_LIFETIME));
+		if (ej_secret_warning(&e->tokens[i], time(NULL), warn,
+		    sizeof(warn)))
 			json_object_set_new(p, "warning", json_string(warn));
 		json_object_set_new(by, pr->name, json_incref(p));
 		json_array_append_new(arr, p);

@@ -168,6 +168,7 @@ sm_done(struct http_req *r, void *arg)
 		sm_forget(pt);
 		pt->sm_id = id;
 		pt->sm_secret = secret;
+		pt->sm_created = sm_parse_created(resp);
 		pt->error[0] = '\0';
 		log_info("profile %s: BCDA credentials read from Secrets "
 		    "Manager", pt->prof->name);

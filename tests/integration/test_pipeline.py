@@ -74,6 +74,12 @@ def test_bcda_credentials_from_secrets_manager(env):
     leaks = _leaks(env, secrets)
     check(not leaks, "secrets found: %s" % leaks)
     check("read from Secrets Manager" in env.log_text(), "secret not read from SM")
+    # The secret version's CreatedDate starts its 90 days (no warning yet).
+    import time
+    prof = json.loads(env.cli("status", "--profiles", "--json").stdout)[0]
+    check(abs(prof.get("secret_expires", 0) - (time.time() + 90 * 86400)) < 3600,
+          "secret_expires from Secrets Manager: %s" % prof)
+    check("warning" not in prof, "a fresh secret warned: %s" % prof)
     from harness import SECRET
     check(SECRET not in env.log_text(), "the BCDA secret reached the log")
     # Rotation: the secret changes at BCDA and in Secrets Manager, and the

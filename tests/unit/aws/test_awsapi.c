@@ -995,6 +995,8 @@ T_TEST(test_sm_parse_secret)
 	size_t i;
 
 	T_EQ_INT(sm_parse_bcda_secret(&r, &id, &secret), 0);
+	/* The version's CreatedDate: when the 90 days of the secret began. */
+	T_EQ_INT(sm_parse_created(&r), 1768478400);
 	T_EQ_STR(id, "2462c96b-6427-4efb-aed7-118e20c2e997");
 	/* JSON escapes inside the JSON string are undone twice. */
 	T_EQ_STR(secret, "8ae4b4e1c4b0c1f6e6d2a3b7f9c0e5d4a1b2c3d4e5f6a7b8"
@@ -1007,6 +1009,8 @@ T_TEST(test_sm_parse_secret)
 	free(secret);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = resp(200, bad[i].body);
+		if (strstr(bad[i].body, "CreatedDate") == NULL)
+			T_EQ_INT(sm_parse_created(&r), 0);
 		if (sm_parse_bcda_secret(&r, &id, &secret) != bad[i].rc)
 			T_FAIL("case %zu: rc %d, want %d", i,
 			    sm_parse_bcda_secret(&r, &id, &secret), bad[i].rc);
