@@ -132,7 +132,9 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 	int64_t id;
 	int limit;
 
-	if ((req = json_loadb(line, len, 0, NULL)) == NULL ||
+	/* Duplicate keys are refused: which "cmd" would be meant? */
+	if ((req = json_loadb(line, len, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL ||
 	    !json_is_object(req)) {
 		json_decref(req);
 		reply_error(c, "request is not a JSON object");

@@ -106,12 +106,17 @@ signal_cb(uv_signal_t *s, int signum)
 static int
 make_dirs(const struct config *c)
 {
+	/*
+	 * Data and state are the daemon user's alone; the runtime directory
+	 * lets the control socket's group reach the socket.
+	 */
 	const char *dirs[] = { c->state_dir, c->runtime_dir, c->storage_dir };
+	const mode_t modes[] = { 0700, 0750, 0700 };
 	size_t i;
 	int rc;
 
 	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if ((rc = fs_mkdir_p(dirs[i])) != 0) {
+		if ((rc = fs_mkdir_p(dirs[i], modes[i])) != 0) {
 			log_errx("cannot create %s: %s", dirs[i],
 			    strerror(-rc));
 			return rc;
@@ -150,7 +155,7 @@ daemon_run(struct config *c)
 	no_core_dumps();
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
-	umask(027);
+	umask(077);
 	if (make_dirs(c) != 0)
 		return 1;
 	if (asprintf(&db, "%s/bcdad.db", c->state_dir) < 0 ||

@@ -83,7 +83,8 @@ fetch_open(const char *dir, const char *name, const char *type,
 	if ((f->gz = gz_new(on_decoded, f)) == NULL ||
 	    (f->nd = ndjson_new(type, on_line, f)) == NULL)
 		goto fail;
-	f->fd = open(f->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	/* The data is the daemon user's alone: beneficiary data. */
+	f->fd = open(f->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (f->fd < 0) {
 		rc = -errno;
 		goto fail;

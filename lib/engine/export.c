@@ -445,7 +445,7 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = fs_mkdir_p(edir)) != 0) {
+	if ((rc = fs_mkdir_p(edir, 0700)) != 0) {
 		ej_retry(j, -1, "cannot create %s: %s", edir, strerror(-rc));
 		goto out;
 	}

@@ -53,7 +53,7 @@ fs_write_atomic(const char *path, const void *buf, size_t len)
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
 		return -ENOMEM;
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0640)) < 0) {
+	    0600)) < 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -86,7 +86,7 @@ fail:
 }
 
 int
-fs_mkdir_p(const char *path)
+fs_mkdir_p(const char *path, mode_t mode)
 {
 	char *p, *s;
 	int rc = 0;
@@ -98,7 +98,7 @@ fs_mkdir_p(const char *path)
 			char c = *p;
 
 			*p = '\0';
-			if (mkdir(s, 0750) != 0 && errno != EEXIST) {
+			if (mkdir(s, mode) != 0 && errno != EEXIST) {
 				rc = -errno;
 				break;
 			}

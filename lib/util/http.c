@@ -100,10 +100,15 @@ timer_cb(CURLM *multi, long timeout_ms, void *arg)
 	struct http *h = arg;
 
 	(void)multi;
+	/*
+	 * 0 becomes 1 ms, as in curl's multi-uv.c: libuv runs a timer re-armed
+	 * at 0 from its own callback again before any I/O.
+	 */
 	if (timeout_ms < 0)
 		uv_timer_stop(&h->timer);
 	else
-		uv_timer_start(&h->timer, timeout_cb, (uint64_t)timeout_ms, 0);
+		uv_timer_start(&h->timer, timeout_cb, timeout_ms > 0 ?
+		    (uint64_t)timeout_ms : 1, 0);
 	return 0;
 }
 

@@ -65,7 +65,8 @@ def test_garbage(env):
         r = json.loads(rep)
         check(r.get("ok") is False and r.get("error"), "garbage reply: %r" % rep)
     for line in (b"\n", b"[]\n", b"\"status\"\n", b"{\"cmd\":\n", b"\x00\n",
-                 b"{\"version\":1,\"cmd\":42}\n", b"null\n"):
+                 b"{\"version\":1,\"cmd\":42}\n", b"null\n",
+                 b"{\"version\":1,\"cmd\":\"status\",\"cmd\":\"run\"}\n"):
         rep = raw_request(env, line)
         r = json.loads(rep)
         check(r.get("ok") is False and r.get("error"), "%r gave %r" % (line, rep))

@@ -27,6 +27,14 @@ def test_full_export(env):
           "history went through %s" % states)
     table = env.cli("status").stdout
     check("DONE" in table and "A9994" in table and "3/3" in table, "status table:\n" + table)
+    # Beneficiary data: the daemon user's alone (0600 files, 0700 dirs).
+    for root, dirs, files in os.walk(env.out):
+        for name in dirs:
+            mode = os.stat(os.path.join(root, name)).st_mode & 0o777
+            check(mode == 0o700, "directory %s is %o" % (name, mode))
+        for name in files:
+            mode = os.stat(os.path.join(root, name)).st_mode & 0o777
+            check(mode == 0o600, "file %s is %o" % (name, mode))
 
 
 def test_incremental_since(env):
