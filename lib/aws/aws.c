@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "aws.h"
+#include "util/log.h"
 
 char *
 aws_endpoint(const char *configured, const char *service, const char *region)
@@ -299,8 +300,19 @@ aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
 	return rc;
 }
 
+static void parse_error(const struct http_resp *, struct aws_error *);
+
+/* The error's code and message, sanitised: they reach logs and status. */
 void
 aws_parse_error(const struct http_resp *resp, struct aws_error *e)
+{
+	parse_error(resp, e);
+	log_sanitize(e->code);
+	log_sanitize(e->message);
+}
+
+static void
+parse_error(const struct http_resp *resp, struct aws_error *e)
 {
 	struct aws_xml_field f[2] = {
 		{ "Code", e->code, sizeof(e->code) },

@@ -16,6 +16,7 @@
 
 #include "bcda.h"
 #include "util/iso8601.h"
+#include "util/log.h"
 
 static const char *const endpoint_paths[] = {
 	[EP_PATIENT]		= "Patient/$export",
@@ -311,11 +312,8 @@ bcda_manifest_clear(struct bcda_manifest *m)
 static void
 copy_clean(char *dst, size_t dstlen, const char *src)
 {
-	size_t i = 0;
-
-	for (; src != NULL && *src != '\0' && i + 1 < dstlen; src++)
-		dst[i++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
-	dst[i] = '\0';
+	snprintf(dst, dstlen, "%s", src ? src : "");
+	log_sanitize(dst);
 }
 
 void

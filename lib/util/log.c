@@ -118,3 +118,11 @@ log_job(enum log_level lvl, int64_t job, const char *profile,
 	va_end(ap);
 	log_write(lvl, job, profile, state, msg);
 }
+
+void
+log_sanitize(char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if (*s < 0x20 || *s >= 0x7f)
+			*s = '?';
+}

@@ -22,6 +22,12 @@ void	log_job(enum log_level, int64_t job, const char *profile,
 	    const char *state, const char *fmt, ...)
 	    __attribute__((format(printf, 5, 6)));
 
+/*
+ * Replaces every byte of s that is not printable ASCII with '?', so that
+ * text from a server cannot forge log lines or break the status table.
+ */
+void	log_sanitize(char *s);
+
 #define log_enabled(l)		((l) <= log_level_max)
 #define log_warn(...)		do { if (log_enabled(LOG_LVL_WARN)) \
 	log_emit(LOG_LVL_WARN, 1, __VA_ARGS__); } while (0)

@@ -948,6 +948,16 @@ T_TEST(test_sns_parse_publish)
 	aws_parse_error(&r, &e);
 	T_EQ_STR(e.code, "NotFound");
 	T_ASSERT(!aws_retryable(&r, &e));
+	/* Server text cannot forge a log line or break the status table. */
+	r = resp(403, "<Error><Code>Access&#10;Denied</Code><Message>no\n"
+	    "2026-01-01 info: job 1 DONE&#9;\xc3\xa9</Message></Error>");
+	aws_parse_error(&r, &e);
+	T_EQ_STR(e.code, "Access?Denied");
+	T_EQ_STR(e.message, "no?2026-01-01 info: job 1 DONE???");
+	r = resp(400, "{\"__type\":\"Bad\\nType\",\"message\":\"a\\tb\"}");
+	aws_parse_error(&r, &e);
+	T_EQ_STR(e.code, "Bad?Type");
+	T_EQ_STR(e.message, "a?b");
 	/* An <ErrorResponse> with a 200 is an error all the same. */
 	r = resp(200, "<ErrorResponse><Error><Code>InternalError</Code>"
 	    "</Error></ErrorResponse>");
