@@ -6,6 +6,8 @@
  * allowed to root and to the daemon's own user and group.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -237,6 +239,28 @@ idle_cb(uv_timer_t *t)
 	conn_close(t->data);
 }
 
+/* True when user uid has gid among its supplementary groups. */
+static int
+in_group(uid_t uid, gid_t gid)
+{
+	struct passwd pw, *res = NULL;
+	gid_t groups[256];
+	char buf[4096];
+	int n = (int)(sizeof(groups) / sizeof(groups[0])), i;
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL ||
+	    getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/*
+ * run and cancel: root, the daemon's user, or a member of its group,
+ * primary or supplementary (status needs only access to the socket).
+ */
 static int
 peer_privileged(uv_pipe_t *p)
 {
@@ -247,7 +271,8 @@ peer_privileged(uv_pipe_t *p)
 	if (uv_fileno((uv_handle_t *)p, &fd) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return 0;
-	return cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid();
+	return cred.uid == 0 || cred.uid == geteuid() ||
+	    cred.gid == getegid() || in_group(cred.uid, getegid());
 }
 
 static void

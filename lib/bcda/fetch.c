@@ -114,7 +114,13 @@ commit_work(uv_work_t *w)
 	struct fetch *f = w->data;
 
 	f->work_rc = 0;
-	if (fsync(f->fd) != 0 || close(f->fd) != 0) {
+	if (fsync(f->fd) != 0) {
+		f->work_rc = -errno;
+		close(f->fd);
+		f->fd = -1;
+		return;
+	}
+	if (close(f->fd) != 0) {
 		f->work_rc = -errno;
 		f->fd = -1;
 		return;
