@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -307,9 +308,28 @@ server_free_cb(uv_handle_t *h)
 	free(ctl);
 }
 
+/* True when something accepts connections on the socket at path. */
+static int
+socket_in_use(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, in_use;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path) ||
+	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	strcpy(sun.sun_path, path);
+	in_use = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return in_use;
+}
+
 /*
  * Listens on fd (from socket activation) or binds path, replacing a stale
- * socket file.  Returns NULL with the reason logged.
+ * socket file, but never one that another process still listens on.
+ * Returns NULL with the reason logged.
  */
 struct ctl *
 ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
@@ -329,6 +349,11 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 		if ((rc = uv_pipe_open(&ctl->server, fd)) != 0)
 			goto fail;
 	} else {
+		if (socket_in_use(path)) {
+			log_errx("control socket %s is in use by another "
+			    "process; not replacing it", path);
+			goto fail_quiet;
+		}
 		unlink(path);
 		old = umask(0117);
 		rc = uv_pipe_bind(&ctl->server, path);
@@ -344,6 +369,7 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 fail:
 	log_errx("control socket %s: %s", fd >= 0 ? "(activated)" : path,
 	    uv_strerror(rc));
+fail_quiet:
 	uv_close((uv_handle_t *)&ctl->server, server_free_cb);
 	return NULL;
 }

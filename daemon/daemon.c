@@ -3,11 +3,13 @@
  * One housekeeping tick owns WATCHDOG=1 and STATUS=.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -142,12 +144,52 @@ activated_socket(void)
 	return -1;
 }
 
+/*
+ * One daemon per state directory: an exclusive lock on its bcdad.lock,
+ * taken before the database is opened and held until exit (the kernel
+ * drops it when the process dies, kill -9 included).  The file holds the
+ * pid of the daemon that has it, to name it to a second one.  Returns the
+ * descriptor, or -1 after logging why.
+ */
+static int
+lock_state_dir(const struct config *c)
+{
+	char path[4096], pid[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/bcdad.lock", c->state_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_errx("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK) {
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? n : 0] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			log_errx("another bcdad (pid %s) is running on the state "
+			    "directory %s; stop it first (systemctl stop bcdad)",
+			    pid[0] ? pid : "unknown", c->state_dir);
+		} else {
+			log_errx("cannot lock %s: %s", path, strerror(errno));
+		}
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warnx("cannot write the pid to %s: %s", path,
+		    strerror(errno));
+	return fd;
+}
+
 int
 daemon_run(struct config *c)
 {
 	struct daemon d;
 	char err[512], *db = NULL, *sock = NULL;
-	int rc = 1;
+	int rc = 1, lockfd;
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = c;
@@ -156,7 +198,7 @@ daemon_run(struct config *c)
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	umask(077);
-	if (make_dirs(c) != 0)
+	if (make_dirs(c) != 0 || (lockfd = lock_state_dir(c)) < 0)
 		return 1;
 	if (asprintf(&db, "%s/bcdad.db", c->state_dir) < 0 ||
 	    (sock = socket_path(c)) == NULL) {
@@ -211,6 +253,7 @@ out_loop:
 	uv_loop_close(&d.loop);
 	store_close(d.st);
 out:
+	close(lockfd);
 	free(db);
 	free(sock);
 	return rc;

@@ -380,3 +380,35 @@ def test_secrets_not_leaked(env):
         check(harness.SECRET.encode() not in data, "secret found in %s" % where)
         for t in tokens:
             check(t.encode() not in data, "a token found in %s" % where)
+
+
+def test_second_daemon_refused(env):
+    # One daemon per state directory: a second one exits at once, naming
+    # the first, and leaves its socket alone.
+    env.start()
+    before = os.stat(env.sock).st_ino
+    r = subprocess.run([harness.BIN, "-c", env.conf], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode != 0, "a second daemon started (rc %d)" % r.returncode)
+    check("another bcdad (pid %d) is running on the state directory" % env.proc.pid
+          in r.stderr, "second daemon said: %r" % r.stderr[-500:])
+    check(os.stat(env.sock).st_ino == before, "the first daemon's socket was replaced")
+    still_answers(env)
+    # Another state directory with the same runtime directory: the socket
+    # is in use, so it is not replaced either.
+    other = os.path.join(env.dir, "other.conf")
+    with open(env.conf) as f:
+        text = f.read()
+    with open(other, "w") as f:
+        f.write(text.replace("state_dir = %s" % env.state,
+                             "state_dir = %s2" % env.state))
+    r = subprocess.run([harness.BIN, "-c", other], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode != 0 and "in use by another process" in r.stderr,
+          "second daemon on the same socket: rc %d %r" % (r.returncode, r.stderr[-500:]))
+    check(os.stat(env.sock).st_ino == before, "the socket was replaced")
+    still_answers(env)
+    # After the first stops (even by kill -9), a new one starts.
+    env.kill9()
+    env.start()
+    still_answers(env)
