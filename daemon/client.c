@@ -186,11 +186,107 @@ check_reply(json_t *rep)
 	return 0;
 }
 
+/* Exit statuses of `run --wait`, one per outcome (see bcdad(8)). */
+#define EXIT_FAILED	3
+#define EXIT_CANCELLED	4
+#define EXIT_SKIPPED	5
+#define WAIT_POLL_S	2	/* status requests while waiting */
+#define WAIT_AWAY_S	900	/* the daemon may be away this long */
+
+/*
+ * Follows job id until it ends: prints how it ended and returns its exit
+ * status.  A daemon that does not answer (restarting) is asked again for
+ * up to WAIT_AWAY_S seconds.
+ */
+static int
+wait_job(const char *sock, long long id)
+{
+	const char *state, *err;
+	time_t away = 0;
+	json_t *rep, *j;
+	int rc;
+
+	for (;;) {
+		sleep(WAIT_POLL_S);
+		rep = call(sock, json_pack("{s:s, s:I}", "cmd", "status", "job",
+		    (json_int_t)id));
+		if (rep == NULL || !json_is_true(json_object_get(rep, "ok"))) {
+			json_decref(rep);
+			if (away == 0)
+				away = time(NULL);
+			if (time(NULL) - away > WAIT_AWAY_S) {
+				fprintf(stderr, "bcdad: gave up waiting for job "
+				    "%lld: the daemon has not answered for %d "
+				    "s\n", id, WAIT_AWAY_S);
+				return 1;
+			}
+			continue;
+		}
+		away = 0;
+		j = json_array_get(json_object_get(rep, "jobs"), 0);
+		state = json_string_value(json_object_get(j, "state"));
+		if (state == NULL) {
+			fprintf(stderr, "bcdad: job %lld is gone\n", id);
+			json_decref(rep);
+			return 1;
+		}
+		err = json_string_value(json_object_get(j, "last_error"));
+		rc = strcmp(state, "DONE") == 0 ? 0 :
+		    strcmp(state, "FAILED") == 0 ? EXIT_FAILED :
+		    strcmp(state, "CANCELLED") == 0 ? EXIT_CANCELLED :
+		    strcmp(state, "SKIPPED") == 0 ? EXIT_SKIPPED : -1;
+		if (rc >= 0) {
+			printf("job %lld ended %s%s%s\n", id, state,
+			    err ? ": " : "", err ? err : "");
+			json_decref(rep);
+			return rc;
+		}
+		json_decref(rep);
+	}
+}
+
+/* bcdad run PROFILE [--since TIME | --full] [--wait] */
+static int
+run_cmd(const char *sock, int argc, char **argv)
+{
+	json_t *req, *rep;
+	long long id;
+	int k, wait = 0, rc;
+
+	if (argc < 2 || argv[1][0] == '-')
+		return -1;
+	req = json_pack("{s:s, s:s}", "cmd", "run", "profile", argv[1]);
+	for (k = 2; k < argc; k++) {
+		if (strcmp(argv[k], "--wait") == 0)
+			wait = 1;
+		else if (strcmp(argv[k], "--full") == 0)
+			json_object_set_new(req, "full", json_true());
+		else if (strcmp(argv[k], "--since") == 0 && k + 1 < argc)
+			json_object_set_new(req, "since",
+			    json_string(argv[++k]));
+		else {
+			json_decref(req);
+			return -1;
+		}
+	}
+	rep = call(sock, req);
+	if ((rc = check_reply(rep)) == 0) {
+		id = json_integer_value(json_object_get(rep, "job"));
+		printf("started job %lld for profile %s\n", id, argv[1]);
+		fflush(stdout);
+		if (wait)
+			rc = wait_job(sock, id);
+	}
+	json_decref(rep);
+	return rc;
+}
+
+
 int
 client_main(const char *sock, int argc, char **argv)
 {
 	const char *cmd = argv[0];
-	json_t *rep = NULL, *req;
+	json_t *rep = NULL;
 	char *end;
 	long long id;
 	int rc, as_json, profiles, k;
@@ -221,20 +317,9 @@ client_main(const char *sock, int argc, char **argv)
 				    "profiles"));
 			}
 		}
-	} else if (strcmp(cmd, "run") == 0 && (argc == 2 || (argc == 3 &&
-	    strcmp(argv[2], "--full") == 0) || (argc == 4 &&
-	    strcmp(argv[2], "--since") == 0))) {
-		req = json_pack("{s:s, s:s}", "cmd", "run", "profile",
-		    argv[1]);
-		if (argc == 3)
-			json_object_set_new(req, "full", json_true());
-		else if (argc == 4)
-			json_object_set_new(req, "since", json_string(argv[3]));
-		rep = call(sock, req);
-		if ((rc = check_reply(rep)) == 0)
-			printf("started job %lld for profile %s\n",
-			    json_integer_value(json_object_get(rep, "job")),
-			    argv[1]);
+	} else if (strcmp(cmd, "run") == 0) {
+		if ((rc = run_cmd(sock, argc, argv)) < 0)
+			goto usage;
 	} else if (strcmp(cmd, "cancel") == 0 && argc == 2) {
 		errno = 0;
 		id = strtoll(argv[1], &end, 10);

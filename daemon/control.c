@@ -155,7 +155,9 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		limit = json_is_integer(v) ? (int)json_integer_value(v) : 50;
 		if (limit < 1 || limit > 1000)
 			limit = 50;
-		jobs = engine_status(e, limit);
+		v = json_object_get(req, "job");
+		jobs = json_is_integer(v) ? engine_job_status(e,
+		    json_integer_value(v)) : engine_status(e, limit);
 		profs = engine_profiles(e);
 		if (jobs == NULL || profs == NULL) {
 			json_decref(jobs);

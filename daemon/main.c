@@ -23,7 +23,7 @@ usage(FILE *f)
 	fprintf(f,
 "usage: bcdad [-dnv] [-c file]\n"
 "       bcdad [-c file] [-s socket] status [--profiles] [--json]\n"
-"       bcdad [-c file] [-s socket] run PROFILE [--since TIME | --full]\n"
+"       bcdad [-c file] [-s socket] run PROFILE [--since TIME | --full] [--wait]\n"
 "       bcdad [-c file] [-s socket] cancel JOB\n"
 "       bcdad [-c file] [-s socket] doctor\n"
 "\n"
@@ -42,7 +42,8 @@ usage(FILE *f)
 "             then each profile's watermark (its next _since), when it\n"
 "             last moved, and credential warnings (--profiles: only those)\n"
 "  run        start an export of PROFILE now; --since TIME (RFC 3339) or\n"
-"             --full overrides its _since once\n"
+"             --full overrides its _since once; --wait follows the job and\n"
+"             exits 0 DONE, 3 FAILED, 4 CANCELLED, 5 SKIPPED\n"
 "  cancel     cancel JOB (and its BCDA job, if one is pending)\n"
 "  doctor     check the configuration, secrets, directories and daemon\n"
 "\n"

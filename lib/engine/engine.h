@@ -36,6 +36,8 @@ int		 engine_cancel(struct engine *, int64_t job_id, char *err,
 		    size_t errlen);
 /* The newest jobs as a JSON array (see bcdad(8) for the fields). */
 json_t		*engine_status(struct engine *, int limit);
+/* Job id alone, the same way (an empty array when there is none). */
+json_t		*engine_job_status(struct engine *, int64_t id);
 /* Each profile's watermarks and credential expiry, as a JSON array. */
 json_t		*engine_profiles(struct engine *);
 /* Jobs not yet in a terminal state, and transfers in flight. */

@@ -81,6 +81,26 @@ engine_status(struct engine *e, int limit)
 	return c.arr;
 }
 
+/* One job, as engine_status shows it, in an array (empty if none). */
+json_t *
+engine_job_status(struct engine *e, int64_t id)
+{
+	struct status_ctx c = { e, json_array() };
+	struct job_row row;
+	int rc;
+
+	if (c.arr == NULL)
+		return NULL;
+	if ((rc = store_job_get(e->st, id, &row)) == 0) {
+		status_job(&row, &c);
+		job_row_clear(&row);
+	} else if (rc != -ENOENT) {
+		json_decref(c.arr);
+		return NULL;
+	}
+	return c.arr;
+}
+
 static int
 status_mark(const struct store_mark *m, void *arg)
 {

@@ -412,3 +412,18 @@ def test_s3_failure_keeps_the_watermark(env):
     check(got == want, "third night got %s, expected the union %s" % (sorted(got), sorted(want)))
     basic = "/%s/" % os.path.basename(d).replace(":", "")
     check([k for k in moto.objects() if basic in k], "the third night is not in S3")
+
+
+def test_run_wait_exit_codes(env):
+    # `bcdad run --wait` follows the job: 0 DONE, 3 FAILED, 5 SKIPPED.
+    env.start()
+    r = env.cli("run", CLIENT, "--wait", ok=False)
+    check(r.returncode == 0 and "ended DONE" in r.stdout, "DONE: %d %r" % (r.returncode, r.stdout))
+    env.emu.config(job_fail=True)
+    r = env.cli("run", CLIENT, "--wait", ok=False)
+    check(r.returncode == 3 and "ended FAILED: " in r.stdout and "Job failed" in r.stdout,
+          "FAILED: %d %r" % (r.returncode, r.stdout))
+    env.emu.config(job_fail=False, attribution_current=False)
+    r = env.cli("run", CLIENT, "--wait", ok=False)
+    check(r.returncode == 5 and "ended SKIPPED: " in r.stdout,
+          "SKIPPED: %d %r" % (r.returncode, r.stdout))
