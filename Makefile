@@ -19,6 +19,7 @@ PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih expat
 DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libjansson-dev libsqlite3-dev libssl-dev zlib1g-dev libsystemd-dev \
 	   libinih-dev libexpat1-dev python3 python3-botocore awscli sqlite3 curl \
+	   python3-prometheus-client \
 	   systemd
 
 ifeq ($(SANITIZE),1)

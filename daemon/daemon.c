@@ -31,7 +31,11 @@ struct daemon {
 	uv_signal_t	 sigterm, sigint, sighup;
 	uint64_t	 watchdog_usec;
 	int		 stopping;
+	unsigned	 ticks;
+	int		 metrics_busy;	/* a metrics write is under way */
 };
+
+#define METRICS_EVERY	10	/* ticks (about seconds) between writes */
 
 /* True when stderr is the journal's stream (systemd sets JOURNAL_STREAM). */
 static int
@@ -61,11 +65,72 @@ no_core_dumps(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* The metrics file, written on the thread pool (fsync may block). */
+struct metrics_write {
+	uv_work_t	 work;
+	struct daemon	*d;
+	char		*path;
+	char		*text;
+	int		 rc;
+};
+
+static void
+metrics_work(uv_work_t *w)
+{
+	struct metrics_write *mw = w->data;
+
+	/* Counts only, no beneficiary data: readable by node_exporter. */
+	mw->rc = fs_write_atomic(mw->path, mw->text, strlen(mw->text), 0644);
+}
+
+static void
+metrics_done(uv_work_t *w, int status)
+{
+	struct metrics_write *mw = w->data;
+	struct daemon *d = mw->d;
+
+	if (status == 0 && mw->rc != 0)
+		log_warnx("cannot write the metrics to %s: %s", mw->path,
+		    strerror(-mw->rc));
+	d->metrics_busy = 0;
+	free(mw->text);
+	free(mw);
+}
+
+/* Every METRICS_EVERY ticks (and at the first), when metrics_file is set. */
+static void
+write_metrics(struct daemon *d)
+{
+	struct metrics_write *mw;
+
+	if (d->cfg->metrics_file == NULL || d->metrics_busy ||
+	    d->ticks++ % METRICS_EVERY != 0)
+		return;
+	if ((mw = calloc(1, sizeof(*mw))) == NULL)
+		return;
+	mw->d = d;
+	mw->path = d->cfg->metrics_file;
+	if ((mw->text = engine_metrics(d->engine)) == NULL) {
+		log_warnx("cannot gather the metrics from the database");
+		free(mw);
+		return;
+	}
+	mw->work.data = mw;
+	if (uv_queue_work(&d->loop, &mw->work, metrics_work,
+	    metrics_done) != 0) {
+		free(mw->text);
+		free(mw);
+		return;
+	}
+	d->metrics_busy = 1;
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 
+	write_metrics(d);
 	if (d->watchdog_usec)
 		sd_notify(0, "WATCHDOG=1");
 	sd_notifyf(0, "STATUS=%d active job%s, %d download%s in flight",

@@ -100,6 +100,7 @@ struct config {
 	int		 bcda_request_limit;	/* BCDA requests per window, */
 	int		 bcda_request_window;	/* all profiles together (s) */
 	int		 bcda_job_timeout;	/* s a BCDA job blocks others */
+	char		*metrics_file;	/* Prometheus text file, or NULL */
 	struct profile	*profiles[CONFIG_MAX_PROFILES];
 	int		 nprofiles;
 

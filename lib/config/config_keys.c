@@ -38,6 +38,7 @@ enum daemon_key {
 	DK_BCDA_REQUEST_LIMIT,
 	DK_BCDA_REQUEST_WINDOW,
 	DK_BCDA_JOB_TIMEOUT,
+	DK_METRICS_FILE,
 	DK__COUNT
 };
 
@@ -97,6 +98,7 @@ static const char *const daemon_keys[DK__COUNT] = {
 	[DK_BCDA_REQUEST_LIMIT] = "bcda_request_limit",
 	[DK_BCDA_REQUEST_WINDOW] = "bcda_request_window",
 	[DK_BCDA_JOB_TIMEOUT] = "bcda_job_timeout",
+	[DK_METRICS_FILE] = "metrics_file",
 };
 
 static const char *const profile_keys[PK__COUNT] = {
@@ -368,6 +370,14 @@ daemon_key(struct parse_state *ps, int key, const char *value)
 		set_dir(ps, key == DK_STATE_DIR ? &c->state_dir :
 		    key == DK_RUNTIME_DIR ? &c->runtime_dir : &c->storage_dir,
 		    value);
+		return 0;
+	case DK_METRICS_FILE:
+		if (value[0] != '/') {
+			conf_error(ps, ps->line, "metrics_file \"%s\" is not an "
+			    "absolute path", value);
+			return -EINVAL;
+		}
+		set_str(ps, &c->metrics_file, value);
 		return 0;
 	case DK_LOG_LEVEL:
 		if (log_level_parse(value, &c->log_level) != 0) {
@@ -853,6 +863,7 @@ config_free(struct config *c)
 	free(c->state_dir);
 	free(c->runtime_dir);
 	free(c->storage_dir);
+	free(c->metrics_file);
 	free(c->aws_region);
 	free(c->s3_endpoint);
 	free(c->sts_endpoint);

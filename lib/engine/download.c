@@ -322,7 +322,8 @@ manifest_work(uv_work_t *w)
 {
 	struct manifest_write *mw = w->data;
 
-	mw->rc = fs_write_atomic(mw->path, mw->text, strlen(mw->text));
+	mw->rc = fs_write_atomic(mw->path, mw->text, strlen(mw->text),
+	    0600);
 }
 
 static void

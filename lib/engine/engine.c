@@ -309,6 +309,8 @@ ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 		return;
 	}
 	j->attempts++;
+	if (j->pt != NULL)
+		j->pt->retries++;
 	delay = ej_backoff(c->retry_min, c->retry_max, j->attempts);
 	if (retry_after > RETRY_AFTER_MAX)
 		retry_after = RETRY_AFTER_MAX;

@@ -40,6 +40,11 @@ json_t		*engine_status(struct engine *, int limit);
 json_t		*engine_job_status(struct engine *, int64_t id);
 /* Each profile's watermarks and credential expiry, as a JSON array. */
 json_t		*engine_profiles(struct engine *);
+/*
+ * The metrics in Prometheus text format (for node_exporter's textfile
+ * collector): malloc'd, or NULL when the store cannot be read.
+ */
+char		*engine_metrics(struct engine *);
 /* Jobs not yet in a terminal state, and transfers in flight. */
 int		 engine_active_jobs(const struct engine *);
 int		 engine_active_downloads(const struct engine *);

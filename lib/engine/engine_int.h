@@ -48,6 +48,7 @@ struct ptoken {
 	int		 sm_wait;	/* waiting for AWS credentials */
 	int		 sm_refetched;	/* refetched after a 401 (rotation) */
 	int64_t		 sm_created;	/* the secret version's CreatedDate */
+	uint64_t	 retries;	/* transient failures of its jobs */
 };
 
 /* A download in flight. */

@@ -149,3 +149,97 @@ fail:
 	json_decref(arr);
 	return NULL;
 }
+
+/* ---- metrics --------------------------------------------------------- */
+
+struct metrics {
+	struct engine	*e;
+	FILE		*f;
+	int		 section;	/* which family outcome_line writes */
+};
+
+static int
+outcome_line(const struct store_outcome *o, void *arg)
+{
+	struct metrics *m = arg;
+
+	/* Profile names are [A-Za-z0-9_-]: nothing to escape in a label. */
+	if (pt_for(m->e, o->profile) == NULL)
+		return 0;
+	switch (m->section) {
+	case 0:
+		if (o->done_at != 0)
+			fprintf(m->f, "bcdad_last_success_timestamp_seconds"
+			    "{profile=\"%s\"} %lld\n", o->profile,
+			    (long long)o->done_at);
+		break;
+	case 1:
+		fprintf(m->f, "bcdad_last_outcome{profile=\"%s\",outcome="
+		    "\"%s\"} 1\n", o->profile, job_state_name(o->last_state));
+		break;
+	case 2:
+		fprintf(m->f, "bcdad_last_export_resources{profile=\"%s\"} "
+		    "%lld\n", o->profile, (long long)o->resources);
+		break;
+	case 3:
+		fprintf(m->f, "bcdad_last_export_bytes{profile=\"%s\"} %lld\n",
+		    o->profile, (long long)o->bytes);
+		break;
+	}
+	return 0;
+}
+
+char *
+engine_metrics(struct engine *e)
+{
+	static const char *const family[][2] = {
+		{ "bcdad_last_success_timestamp_seconds", "When the profile's "
+		    "last export ended DONE (unix seconds)." },
+		{ "bcdad_last_outcome", "The outcome of the profile's newest "
+		    "ended job." },
+		{ "bcdad_last_export_resources", "Resources in the profile's "
+		    "last DONE export." },
+		{ "bcdad_last_export_bytes", "NDJSON bytes in the profile's "
+		    "last DONE export." },
+	};
+	struct metrics m = { e, NULL, 0 };
+	int64_t counts[JOB_NSTATES];
+	char *text = NULL;
+	size_t len = 0;
+	int i, rc = 0;
+
+	if (store_state_counts(e->st, counts) != 0 ||
+	    (m.f = open_memstream(&text, &len)) == NULL)
+		return NULL;
+	for (m.section = 0; m.section < 4 && rc == 0; m.section++) {
+		fprintf(m.f, "# HELP %s %s\n# TYPE %s gauge\n",
+		    family[m.section][0], family[m.section][1],
+		    family[m.section][0]);
+		rc = store_outcomes(e->st, outcome_line, &m);
+	}
+	fprintf(m.f, "# HELP bcdad_jobs Jobs in the database by state.\n"
+	    "# TYPE bcdad_jobs gauge\n");
+	for (i = 0; i < JOB_NSTATES; i++)
+		fprintf(m.f, "bcdad_jobs{state=\"%s\"} %lld\n",
+		    job_state_name((enum job_state)i), (long long)counts[i]);
+	fprintf(m.f, "# HELP bcdad_retries_total Transient failures retried, "
+	    "since the daemon started.\n# TYPE bcdad_retries_total counter\n");
+	for (i = 0; i < e->cfg->nprofiles; i++)
+		fprintf(m.f, "bcdad_retries_total{profile=\"%s\"} %llu\n",
+		    e->cfg->profiles[i]->name,
+		    (unsigned long long)e->tokens[i].retries);
+	fprintf(m.f, "# HELP bcdad_secret_expiry_timestamp_seconds When the "
+	    "profile's BCDA credentials expire, if known.\n"
+	    "# TYPE bcdad_secret_expiry_timestamp_seconds gauge\n");
+	for (i = 0; i < e->cfg->nprofiles; i++)
+		if (ej_secret_issued(&e->tokens[i]) != 0)
+			fprintf(m.f, "bcdad_secret_expiry_timestamp_seconds"
+			    "{profile=\"%s\"} %lld\n",
+			    e->cfg->profiles[i]->name, (long long)(
+			    ej_secret_issued(&e->tokens[i]) + SECRET_LIFETIME));
+	if (fclose(m.f) != 0 || rc != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}

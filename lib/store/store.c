@@ -1425,3 +1425,78 @@ store_watermarks(struct store *st, store_mark_cb cb, void *arg)
 	free(rows);
 	return rc;
 }
+
+int
+store_state_counts(struct store *st, int64_t counts[JOB_NSTATES])
+{
+	static const char sql[] = "SELECT state, count(*) FROM jobs "
+	    "GROUP BY state";
+	sqlite3_stmt *stmt;
+	int rc, step, s;
+
+	memset(counts, 0, sizeof(int64_t) * JOB_NSTATES);
+	if ((rc = prep(st, sql, &stmt, "count jobs")) != 0)
+		return rc;
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		s = sqlite3_column_int(stmt, 0);
+		if (s >= 0 && s < JOB_NSTATES)
+			counts[s] = sqlite3_column_int64(stmt, 1);
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(st, "count jobs");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int
+outcome_read(sqlite3_stmt *stmt, void *row)
+{
+	struct store_outcome *o = row;
+	struct reader r = { stmt, 0, 0 };
+
+	o->profile = r_text(&r);
+	o->last_state = (int)r_int(&r);
+	o->last_at = r_int(&r);
+	o->done_at = r_int(&r);
+	o->resources = r_int(&r);
+	o->bytes = r_int(&r);
+	return r.nomem ? -ENOMEM : 0;
+}
+
+int
+store_outcomes(struct store *st, store_outcome_cb cb, void *arg)
+{
+	/* Ended: DONE, FAILED, CANCELLED, SKIPPED (job.h). */
+	static const char sql[] =
+	    "WITH ended AS (SELECT * FROM jobs WHERE state IN (8, 9, 10, 11)), "
+	    "last AS (SELECT profile, max(id) AS id FROM ended GROUP BY "
+	    "profile), done AS (SELECT profile, max(id) AS id FROM ended "
+	    "WHERE state = 8 GROUP BY profile) "
+	    "SELECT l.profile, j.state, j.updated_at, "
+	    "coalesce(d.updated_at, 0), "
+	    "coalesce((SELECT sum(lines) FROM files WHERE job_id = d.id AND "
+	    "kind = 0), 0), "
+	    "coalesce((SELECT sum(bytes) FROM files WHERE job_id = d.id AND "
+	    "kind = 0), 0) "
+	    "FROM last l JOIN jobs j ON j.id = l.id "
+	    "LEFT JOIN done dn ON dn.profile = l.profile "
+	    "LEFT JOIN jobs d ON d.id = dn.id ORDER BY l.profile";
+	struct store_outcome *rows;
+	sqlite3_stmt *stmt;
+	size_t n, i;
+	int rc;
+
+	_Static_assert(JOB_DONE == 8 && JOB_FAILED == 9 &&
+	    JOB_CANCELLED == 10 && JOB_SKIPPED == 11, "states in the SQL");
+	if ((rc = prep(st, sql, &stmt, "list outcomes")) != 0)
+		return rc;
+	rc = rows_collect(st, stmt, outcome_read, sizeof(*rows),
+	    (void **)&rows, &n, "list outcomes");
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		free(rows[i].profile);
+	}
+	free(rows);
+	return rc;
+}

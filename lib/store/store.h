@@ -115,4 +115,23 @@ int	store_watermark_set(struct store *, const char *profile,
 	    int64_t now);
 int	store_watermarks(struct store *, store_mark_cb, void *arg);
 
+/* For metrics: how many jobs are in each state. */
+int	store_state_counts(struct store *, int64_t counts[JOB_NSTATES]);
+
+/*
+ * For metrics, per profile with an ended job: its newest ended job (state,
+ * when), when it last ended DONE (0 never), and the resources and bytes
+ * of that DONE export.
+ */
+struct store_outcome {
+	char		*profile;
+	int		 last_state;
+	int64_t		 last_at;
+	int64_t		 done_at;
+	int64_t		 resources;
+	int64_t		 bytes;
+};
+typedef int (*store_outcome_cb)(const struct store_outcome *, void *arg);
+int	store_outcomes(struct store *, store_outcome_cb, void *arg);
+
 #endif

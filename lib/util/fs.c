@@ -45,15 +45,16 @@ fs_fsync_dir(const char *dir)
 }
 
 int
-fs_write_atomic(const char *path, const void *buf, size_t len)
+fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
 {
 	char *tmp = NULL, *dcopy = NULL;
 	int fd = -1, rc;
 
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
 		return -ENOMEM;
+	/* Exactly mode, whatever the umask. */
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) < 0) {
+	    mode)) < 0 || fchmod(fd, mode) != 0) {
 		rc = -errno;
 		goto fail;
 	}

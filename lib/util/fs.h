@@ -13,10 +13,11 @@ int	fs_write_all(int fd, const void *buf, size_t len);
 /* fsyncs directory dir, so that a rename in it is durable. */
 int	fs_fsync_dir(const char *dir);
 /*
- * Replaces path with buf (mode 0600): path.tmp written, fsynced, renamed,
- * dir fsynced.
+ * Replaces path with buf (a new file of mode): path.tmp written, fsynced,
+ * renamed, dir fsynced.
  */
-int	fs_write_atomic(const char *path, const void *buf, size_t len);
+int	fs_write_atomic(const char *path, const void *buf, size_t len,
+	    mode_t mode);
 /* Creates path and its missing parents with mode (e.g. 0700). */
 int	fs_mkdir_p(const char *path, mode_t mode);
 

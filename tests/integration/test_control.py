@@ -412,3 +412,43 @@ def test_second_daemon_refused(env):
     env.kill9()
     env.start()
     still_answers(env)
+
+
+def test_metrics_file(env):
+    # The Prometheus text file for node_exporter's textfile collector,
+    # read back with the reference parser (python3-prometheus-client).
+    from prometheus_client.parser import text_string_to_metric_families
+    path = os.path.join(env.dir, "bcdad.prom")
+    env.write_config(daemon_extra="metrics_file = %s\n" % path,
+                     profile_extra="client_secret_issued = 2026-01-01\n")
+    env.start()
+    jid = env.run()
+    j = env.wait_done(jid)
+
+    def parsed():
+        if not os.path.exists(path):
+            return None
+        text = open(path).read()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return fams if "bcdad_last_success_timestamp_seconds" in fams and \
+            fams["bcdad_last_success_timestamp_seconds"].samples else None
+    fams = wait_for(parsed, 40, "metrics with the finished export", 0.5)
+    def sample(name, **labels):
+        # The parser names a counter's family without its _total.
+        fam = fams[name] if name in fams else fams[name[:-len("_total")]]
+        for s in fam.samples:
+            if all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+        raise harness.TestFailure("no %s %s in %s" % (name, labels, fam.samples))
+    check(sample("bcdad_last_outcome", profile=env.profile, outcome="DONE") == 1, "outcome")
+    check(sample("bcdad_last_export_resources", profile=env.profile) == j["resources"],
+          "resources")
+    check(sample("bcdad_last_export_bytes", profile=env.profile) == j["bytes"], "bytes")
+    check(abs(sample("bcdad_last_success_timestamp_seconds", profile=env.profile)
+              - j["updated_at"]) <= 1, "last success time")
+    check(sample("bcdad_jobs", state="DONE") == 1 and sample("bcdad_jobs", state="FAILED") == 0,
+          "jobs by state")
+    check(sample("bcdad_retries_total", profile=env.profile) == 0, "retries")
+    check(sample("bcdad_secret_expiry_timestamp_seconds", profile=env.profile)
+          == 1767225600 + 90 * 86400, "secret expiry")
+    check(stat.S_IMODE(os.stat(path).st_mode) == 0o644, "metrics file mode")
