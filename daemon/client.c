@@ -186,6 +186,63 @@ check_reply(json_t *rep)
 	return 0;
 }
 
+/* bcdad history JOB [--json]: every change of state, then the files. */
+static int
+history_cmd(const char *sock, int argc, char **argv)
+{
+	char when[32], *end;
+	json_t *rep, *h, *f;
+	long long id;
+	size_t i;
+	time_t t;
+	int rc;
+
+	if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--json")))
+		return -1;
+	errno = 0;
+	id = strtoll(argv[1], &end, 10);
+	if (*argv[1] == '\0' || *end != '\0' || errno != 0 || id <= 0)
+		return -1;
+	rep = call(sock, json_pack("{s:s, s:I}", "cmd", "history", "job",
+	    (json_int_t)id));
+	if ((rc = check_reply(rep)) != 0) {
+		json_decref(rep);
+		return rc;
+	}
+	if (argc == 3) {
+		json_object_del(rep, "ok");
+		json_object_del(rep, "version");
+		json_dumpf(rep, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(rep);
+		return 0;
+	}
+	printf("%-20s %-10s %-10s %s\n", "TIME (UTC)", "FROM", "TO", "WHY");
+	json_array_foreach(json_object_get(rep, "history"), i, h) {
+		t = (time_t)json_integer_value(json_object_get(h, "at"));
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime(&t));
+		printf("%-20s %-10s %-10s %s\n", when,
+		    json_string_value(json_object_get(h, "from")) ?
+		    json_string_value(json_object_get(h, "from")) : "-",
+		    json_string_value(json_object_get(h, "to")),
+		    json_string_value(json_object_get(h, "reason")) ?
+		    json_string_value(json_object_get(h, "reason")) : "");
+	}
+	printf("\n%-40s %-8s %-8s %8s %10s %s\n", "FILE", "STATE", "S3",
+	    "LINES", "BYTES", "LAST ERROR");
+	json_array_foreach(json_object_get(rep, "files"), i, f)
+		printf("%-40s %-8s %-8s %8lld %10lld %s\n",
+		    json_string_value(json_object_get(f, "name")),
+		    json_string_value(json_object_get(f, "state")),
+		    json_string_value(json_object_get(f, "s3")),
+		    json_integer_value(json_object_get(f, "lines")),
+		    json_integer_value(json_object_get(f, "bytes")),
+		    json_string_value(json_object_get(f, "last_error")) ?
+		    json_string_value(json_object_get(f, "last_error")) : "");
+	json_decref(rep);
+	return 0;
+}
+
 /* Exit statuses of `run --wait`, one per outcome (see bcdad(8)). */
 #define EXIT_FAILED	3
 #define EXIT_CANCELLED	4
@@ -319,6 +376,9 @@ client_main(const char *sock, int argc, char **argv)
 		}
 	} else if (strcmp(cmd, "run") == 0) {
 		if ((rc = run_cmd(sock, argc, argv)) < 0)
+			goto usage;
+	} else if (strcmp(cmd, "history") == 0) {
+		if ((rc = history_cmd(sock, argc, argv)) < 0)
 			goto usage;
 	} else if (strcmp(cmd, "cancel") == 0 && argc == 2) {
 		errno = 0;

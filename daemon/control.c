@@ -168,6 +168,17 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 			    "jobs", jobs, "profiles", profs, "daemon",
 			    BCDAD_VERSION));
 		}
+	} else if (strcmp(cmd, "history") == 0) {
+		v = json_object_get(req, "job");
+		if (!json_is_integer(v))
+			reply_error(c, "history needs an integer \"job\"");
+		else if ((jobs = engine_job_detail(e,
+		    json_integer_value(v))) == NULL)
+			reply_error(c, "no such job");
+		else {
+			json_object_set_new(jobs, "ok", json_true());
+			reply(c, jobs);
+		}
 	} else if (!c->privileged) {
 		reply_error(c, "permission denied: run and cancel need root "
 		    "or the bcdad user or group");

@@ -25,6 +25,7 @@ usage(FILE *f)
 "       bcdad [-c file] [-s socket] status [--profiles] [--json]\n"
 "       bcdad [-c file] [-s socket] run PROFILE [--since TIME | --full] [--wait]\n"
 "       bcdad [-c file] [-s socket] cancel JOB\n"
+"       bcdad [-c file] [-s socket] history JOB [--json]\n"
 "       bcdad [-c file] [-s socket] doctor\n"
 "\n"
 "Exports Medicare claims from CMS BCDA (FHIR Bulk Data) and keeps each\n"
@@ -45,6 +46,7 @@ usage(FILE *f)
 "             --full overrides its _since once; --wait follows the job and\n"
 "             exits 0 DONE, 3 FAILED, 4 CANCELLED, 5 SKIPPED\n"
 "  cancel     cancel JOB (and its BCDA job, if one is pending)\n"
+"  history    JOB's every change of state with its reason, and its files\n"
 "  doctor     check the configuration, secrets, directories and daemon\n"
 "\n"
 "See bcdad(8) and bcdad.conf(5).\n");

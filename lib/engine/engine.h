@@ -38,6 +38,12 @@ int		 engine_cancel(struct engine *, int64_t job_id, char *err,
 json_t		*engine_status(struct engine *, int limit);
 /* Job id alone, the same way (an empty array when there is none). */
 json_t		*engine_job_status(struct engine *, int64_t id);
+/*
+ * Job id's every change of state with its time and reason, and its files
+ * with their states, as {"history": [...], "files": [...]}; NULL when the
+ * job does not exist or the store cannot be read.
+ */
+json_t		*engine_job_detail(struct engine *, int64_t id);
 /* Each profile's watermarks and credential expiry, as a JSON array. */
 json_t		*engine_profiles(struct engine *);
 /*

@@ -150,6 +150,55 @@ fail:
 	return NULL;
 }
 
+static int
+detail_history(int64_t at, enum job_state from, enum job_state to,
+    const char *reason, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:I, s:s?, s:s, s:s?}", "at",
+	    (json_int_t)at, "from", (int)from < 0 ? NULL :
+	    job_state_name(from), "to", job_state_name(to), "reason",
+	    reason));
+	return 0;
+}
+
+static int
+detail_file(struct file_row *f, void *arg)
+{
+	static const char *const s3[] = { "pending", "stored", "failed" };
+
+	json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, "
+	    "s:s, s:s?}", "name", f->name, "kind", f->kind == FILE_OUTPUT ?
+	    "output" : "error", "state", f->state == FILE_DONE ? "done" :
+	    f->state == FILE_FAILED ? "failed" : "pending", "lines",
+	    (json_int_t)f->lines, "bytes", (json_int_t)f->bytes, "attempts",
+	    f->attempts, "s3", (unsigned)f->s3_state < 3 ? s3[f->s3_state] :
+	    "?", "last_error", f->last_error));
+	return 0;
+}
+
+json_t *
+engine_job_detail(struct engine *e, int64_t id)
+{
+	json_t *o, *hist = json_array(), *files = json_array();
+	struct job_row row;
+
+	if (store_job_get(e->st, id, &row) != 0 || hist == NULL ||
+	    files == NULL) {
+		json_decref(hist);
+		json_decref(files);
+		return NULL;
+	}
+	job_row_clear(&row);
+	if (store_history(e->st, id, detail_history, hist) != 0 ||
+	    store_files(e->st, id, detail_file, files) != 0) {
+		json_decref(hist);
+		json_decref(files);
+		return NULL;
+	}
+	o = json_pack("{s:o, s:o}", "history", hist, "files", files);
+	return o;
+}
+
 /* ---- metrics --------------------------------------------------------- */
 
 struct metrics {

@@ -452,3 +452,26 @@ def test_metrics_file(env):
     check(sample("bcdad_secret_expiry_timestamp_seconds", profile=env.profile)
           == 1767225600 + 90 * 86400, "secret expiry")
     check(stat.S_IMODE(os.stat(path).st_mode) == 0o644, "metrics file mode")
+
+
+def test_history(env):
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    out = env.cli("history", str(jid)).stdout
+    lines = out.splitlines()
+    check(lines[0].split()[:4] == ["TIME", "(UTC)", "FROM", "TO"], "header: %r" % out)
+    check([l.split()[3] for l in lines[1:10]] == ["NEW", "TOKEN", "KICKOFF", "POLL",
+          "DOWNLOAD", "S3_PUT", "IMPORT", "NOTIFY", "DONE"], "states: %r" % out)
+    check("full-history export" in out and "Patient-1.ndjson" in out, "history:\n" + out)
+    d = json.loads(env.cli("history", str(jid), "--json").stdout)
+    check([h["to"] for h in d["history"]][-1] == "DONE" and d["history"][0]["from"] is None,
+          "json history %r" % d["history"])
+    check(sorted(f["name"] for f in d["files"] if f["kind"] == "output") ==
+          ["Coverage-1.ndjson", "ExplanationOfBenefit-1.ndjson", "Patient-1.ndjson"],
+          "json files %r" % d["files"])
+    check(all(f["state"] == "done" for f in d["files"]), "files %r" % d["files"])
+    r = env.cli("history", "999", ok=False)
+    check(r.returncode == 1 and "no such job" in r.stderr, "unknown job: %r" % (r,))
+    r = env.cli("history", "x", ok=False)
+    check(r.returncode == 2, "bad argument: %r" % (r,))
