@@ -186,6 +186,93 @@ check_reply(json_t *rep)
 	return 0;
 }
 
+/* Keeps the array's elements whose key is value (a profile's jobs). */
+static void
+keep_only(json_t *arr, const char *key, const char *value)
+{
+	const char *v;
+	size_t i = 0;
+
+	while (i < json_array_size(arr)) {
+		v = json_string_value(json_object_get(json_array_get(arr, i),
+		    key));
+		if (v != NULL && strcmp(v, value) == 0)
+			i++;
+		else
+			json_array_remove(arr, i);
+	}
+}
+
+/*
+ * bcdad status [JOB|PROFILE] [--profiles] [--json] [--watch]: the newest
+ * jobs (or one job, or one profile's) and the profiles' watermarks;
+ * --watch redraws every 2 s until interrupted.
+ */
+static int
+status_cmd(const char *sock, int argc, char **argv)
+{
+	const char *what = NULL;
+	json_t *req, *rep, *jobs, *profs;
+	int k, as_json = 0, profiles = 0, watch = 0, rc;
+	long long id = 0;
+	char *end;
+
+	for (k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0)
+			as_json = 1;
+		else if (strcmp(argv[k], "--profiles") == 0)
+			profiles = 1;
+		else if (strcmp(argv[k], "--watch") == 0)
+			watch = 1;
+		else if (argv[k][0] != '-' && what == NULL)
+			what = argv[k];
+		else
+			return -1;
+	}
+	if (what != NULL) {
+		errno = 0;
+		id = strtoll(what, &end, 10);
+		if (*end != '\0' || errno != 0 || id <= 0)
+			id = 0;		/* a profile name */
+	}
+	for (;;) {
+		req = id ? json_pack("{s:s, s:I}", "cmd", "status", "job",
+		    (json_int_t)id) : json_pack("{s:s, s:i}", "cmd", "status",
+		    "limit", what ? 1000 : 50);
+		rep = call(sock, req);
+		if ((rc = check_reply(rep)) != 0) {
+			json_decref(rep);
+			return rc;
+		}
+		jobs = json_object_get(rep, "jobs");
+		profs = json_object_get(rep, "profiles");
+		if (what != NULL && id == 0) {
+			keep_only(jobs, "profile", what);
+			keep_only(profs, "profile", what);
+		} else if (id != 0) {
+			json_array_clear(profs);
+		}
+		if (watch && isatty(STDOUT_FILENO))
+			fputs("\033[H\033[2J", stdout);
+		if (as_json) {
+			/* --json alone stays the jobs array. */
+			json_dumpf(profiles ? profs : jobs, stdout,
+			    JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			if (!profiles)
+				print_table(jobs);
+			if (json_array_size(profs) > 0)
+				print_profiles(profs);
+		}
+		json_decref(rep);
+		if (!watch)
+			return 0;
+		fflush(stdout);
+		sleep(2);
+	}
+}
+
 /* bcdad history JOB [--json]: every change of state, then the files. */
 static int
 history_cmd(const char *sock, int argc, char **argv)
@@ -346,34 +433,11 @@ client_main(const char *sock, int argc, char **argv)
 	json_t *rep = NULL;
 	char *end;
 	long long id;
-	int rc, as_json, profiles, k;
+	int rc;
 
-	if (strcmp(cmd, "status") == 0 && argc <= 3) {
-		as_json = profiles = 0;
-		for (k = 1; k < argc; k++) {
-			if (strcmp(argv[k], "--json") == 0)
-				as_json = 1;
-			else if (strcmp(argv[k], "--profiles") == 0)
-				profiles = 1;
-			else
-				goto usage;
-		}
-		rep = call(sock, json_pack("{s:s}", "cmd", "status"));
-		if ((rc = check_reply(rep)) == 0) {
-			if (as_json) {
-				/* --json alone stays the jobs array. */
-				json_dumpf(json_object_get(rep, profiles ?
-				    "profiles" : "jobs"), stdout,
-				    JSON_INDENT(2));
-				putchar('\n');
-			} else {
-				if (!profiles)
-					print_table(json_object_get(rep,
-					    "jobs"));
-				print_profiles(json_object_get(rep,
-				    "profiles"));
-			}
-		}
+	if (strcmp(cmd, "status") == 0) {
+		if ((rc = status_cmd(sock, argc, argv)) < 0)
+			goto usage;
 	} else if (strcmp(cmd, "run") == 0) {
 		if ((rc = run_cmd(sock, argc, argv)) < 0)
 			goto usage;

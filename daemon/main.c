@@ -22,7 +22,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: bcdad [-dnv] [-c file]\n"
-"       bcdad [-c file] [-s socket] status [--profiles] [--json]\n"
+"       bcdad [-c file] [-s socket] status [JOB|PROFILE] [--profiles] [--json]\n"
+"                                         [--watch]\n"
 "       bcdad [-c file] [-s socket] run PROFILE [--since TIME | --full] [--wait]\n"
 "       bcdad [-c file] [-s socket] cancel JOB\n"
 "       bcdad [-c file] [-s socket] history JOB [--json]\n"
@@ -41,7 +42,8 @@ usage(FILE *f)
 "Commands talk to the running daemon over its control socket:\n"
 "  status     jobs with state, progress, files, bytes, age and last error,\n"
 "             then each profile's watermark (its next _since), when it\n"
-"             last moved, and credential warnings (--profiles: only those)\n"
+"             last moved, and credential warnings (--profiles: only those);\n"
+"             JOB or PROFILE narrows it; --watch redraws every 2 s\n"
 "  run        start an export of PROFILE now; --since TIME (RFC 3339) or\n"
 "             --full overrides its _since once; --wait follows the job and\n"
 "             exits 0 DONE, 3 FAILED, 4 CANCELLED, 5 SKIPPED\n"

@@ -475,3 +475,25 @@ def test_history(env):
     check(r.returncode == 1 and "no such job" in r.stderr, "unknown job: %r" % (r,))
     r = env.cli("history", "x", ok=False)
     check(r.returncode == 2, "bad argument: %r" % (r,))
+
+
+def test_status_of_one_job_or_profile(env):
+    env.start()
+    first = env.run()
+    env.wait_done(first)
+    second = env.run()
+    env.wait_done(second)
+    one = json.loads(env.cli("status", str(first), "--json").stdout)
+    check([j["id"] for j in one] == [first], "status JOB: %r" % one)
+    mine = json.loads(env.cli("status", env.profile, "--json").stdout)
+    check(sorted(j["id"] for j in mine) == [first, second], "status PROFILE: %r" % mine)
+    check(json.loads(env.cli("status", "NOPE", "--json").stdout) == [], "unknown profile")
+    out = env.cli("status", env.profile).stdout
+    check("WATERMARK" in out and out.count(" DONE ") == 2, "table:\n" + out)
+    # --watch redraws until interrupted.
+    p = subprocess.Popen([harness.BIN, "-c", env.conf, "status", "--watch"],
+                         stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    p.terminate()
+    out, _ = p.communicate(timeout=10)
+    check(out.count("JOB ") >= 2, "--watch drew %d times:\n%s" % (out.count("JOB "), out))
