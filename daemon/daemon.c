@@ -157,14 +157,44 @@ shutdown_daemon(struct daemon *d, const char *why)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
+/*
+ * SIGHUP (systemctl reload bcdad): reads the configuration again.  A file
+ * with errors is refused with every error logged, and the old
+ * configuration stays.  The engine applies profile changes to new jobs.
+ */
+static void
+reload(struct daemon *d)
+{
+	char errs[8192], err[256], *line, *save = NULL;
+	struct config *c;
+
+	sd_notify(0, "RELOADING=1");
+	if ((c = config_load(d->cfg->path, errs, sizeof(errs))) == NULL) {
+		log_warnx("SIGHUP: %s has errors; keeping the configuration "
+		    "in use", d->cfg->path);
+		for (line = strtok_r(errs, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			log_warnx("SIGHUP: %s", line);
+	} else if (engine_reload(d->engine, c, err, sizeof(err)) != 0) {
+		log_warnx("SIGHUP: not reloaded, keeping the configuration in "
+		    "use: %s", err);
+		config_free(c);
+	} else {
+		d->cfg = c;
+		log_info("SIGHUP: configuration reloaded from %s: %d "
+		    "profile%s", c->path, c->nprofiles,
+		    c->nprofiles == 1 ? "" : "s");
+	}
+	sd_notify(0, "READY=1");
+}
+
 static void
 signal_cb(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
 
 	if (signum == SIGHUP) {
-		log_warnx("SIGHUP: configuration reload is not supported; "
-		    "restart bcdad to apply changes");
+		reload(d);
 		return;
 	}
 	shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");

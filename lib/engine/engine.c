@@ -19,6 +19,8 @@
 
 typedef void (*step_fn)(struct ejob *);
 
+static struct ptoken	*tokens_new(struct engine *, const struct config *);
+
 
 static const step_fn steps[JOB_NSTATES] = {
 	[JOB_NEW]	= step_new,
@@ -411,7 +413,6 @@ struct engine *
 engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
 {
 	struct engine *e;
-	int i;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -419,8 +420,7 @@ engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
 	e->cfg = cfg;
 	e->st = st;
 	TAILQ_INIT(&e->jobs);
-	e->tokens = calloc((size_t)(cfg->nprofiles ? cfg->nprofiles : 1),
-	    sizeof(*e->tokens));
+	e->tokens = tokens_new(e, cfg);
 	e->http = http_new(loop, cfg->connect_timeout, cfg->low_speed_time);
 	e->reqlog = calloc((size_t)cfg->bcda_request_limit,
 	    sizeof(*e->reqlog));
@@ -430,10 +430,6 @@ engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
 		http_free(e->http);
 		free(e);
 		return NULL;
-	}
-	for (i = 0; i < cfg->nprofiles; i++) {
-		e->tokens[i].e = e;
-		e->tokens[i].prof = cfg->profiles[i];
 	}
 	uv_timer_init(loop, &e->wake);
 	e->wake.data = e;
@@ -508,28 +504,114 @@ engine_start(struct engine *e)
 	return store_jobs_owed(e->st, load_owed, e);
 }
 
+/* Cancels the token and Secrets Manager requests of n profiles' tokens. */
+static void
+tokens_stop(struct engine *e, struct ptoken *t, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (t[i].req != NULL) {
+			http_cancel(e->http, t[i].req);
+			http_req_free(t[i].req);
+			t[i].req = NULL;
+		}
+		if (t[i].sm_req != NULL) {
+			http_cancel(e->http, t[i].sm_req);
+			http_req_free(t[i].sm_req);
+			t[i].sm_req = NULL;
+		}
+	}
+}
+
+/* Wipes and frees n profiles' tokens. */
+static void
+tokens_free(struct ptoken *t, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		pt_drop(&t[i]);
+		sm_forget(&t[i]);
+	}
+	free(t);
+}
+
+static struct ptoken *
+tokens_new(struct engine *e, const struct config *cfg)
+{
+	struct ptoken *t;
+	int i;
+
+	if ((t = calloc((size_t)(cfg->nprofiles ? cfg->nprofiles : 1),
+	    sizeof(*t))) == NULL)
+		return NULL;
+	for (i = 0; i < cfg->nprofiles; i++) {
+		t[i].e = e;
+		t[i].prof = cfg->profiles[i];
+	}
+	return t;
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int
+engine_reload(struct engine *e, struct config *cfg, char *err, size_t errlen)
+{
+	const struct config *old = e->cfg;
+	struct retired *r;
+	struct ptoken *t;
+
+	if (strcmp(cfg->state_dir, old->state_dir) != 0 ||
+	    strcmp(cfg->runtime_dir, old->runtime_dir) != 0 ||
+	    cfg->bcda_request_limit != old->bcda_request_limit ||
+	    !same_str(cfg->aws_region, old->aws_region) ||
+	    !same_str(cfg->sts_endpoint, old->sts_endpoint)) {
+		snprintf(err, errlen, "state_dir, runtime_dir, "
+		    "bcda_request_limit, region and sts_endpoint_url take "
+		    "effect only at a restart");
+		return -EINVAL;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (t = tokens_new(e, cfg)) == NULL) {
+		free(r);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	/* Running jobs keep the profiles and tokens they started with. */
+	r->cfg = e->cfg;
+	r->owned = e->cfg_owned;
+	r->tokens = e->tokens;
+	r->next = e->retired;
+	e->retired = r;
+	e->cfg = cfg;
+	e->cfg_owned = 1;
+	e->tokens = t;
+	/* A first profile with AWS stages sets up the credential chain. */
+	if (e->creds == NULL && ej_s3_init(e) != 0)
+		log_warnx("cannot set up AWS credentials");
+	engine_arm(e);
+	return 0;
+}
+
 void
 engine_stop(struct engine *e)
 {
 	struct ejob *j;
-	int i;
+	struct retired *r;
 
 	e->stopping = 1;
 	TAILQ_FOREACH(j, &e->jobs, entry)
 		ej_cancel_transfers(j);
 	ej_s3_free(e);
-	for (i = 0; i < e->cfg->nprofiles; i++) {
-		if (e->tokens[i].req != NULL) {
-			http_cancel(e->http, e->tokens[i].req);
-			http_req_free(e->tokens[i].req);
-			e->tokens[i].req = NULL;
-		}
-		if (e->tokens[i].sm_req != NULL) {
-			http_cancel(e->http, e->tokens[i].sm_req);
-			http_req_free(e->tokens[i].sm_req);
-			e->tokens[i].sm_req = NULL;
-		}
-	}
+	tokens_stop(e, e->tokens, e->cfg->nprofiles);
+	for (r = e->retired; r != NULL; r = r->next)
+		tokens_stop(e, r->tokens, r->cfg->nprofiles);
 	uv_timer_stop(&e->wake);
 	uv_close((uv_handle_t *)&e->wake, NULL);
 	http_free(e->http);
@@ -541,7 +623,7 @@ void
 engine_free(struct engine *e)
 {
 	struct ejob *j;
-	int i;
+	struct retired *r;
 
 	if (e == NULL)
 		return;
@@ -549,11 +631,16 @@ engine_free(struct engine *e)
 		TAILQ_REMOVE(&e->jobs, j, entry);
 		job_free(j);
 	}
-	for (i = 0; i < e->cfg->nprofiles; i++) {
-		pt_drop(&e->tokens[i]);
-		sm_forget(&e->tokens[i]);
+	tokens_free(e->tokens, e->cfg->nprofiles);
+	if (e->cfg_owned)
+		config_free((struct config *)e->cfg);
+	while ((r = e->retired) != NULL) {
+		e->retired = r->next;
+		tokens_free(r->tokens, r->cfg->nprofiles);
+		if (r->owned)
+			config_free((struct config *)r->cfg);
+		free(r);
 	}
-	free(e->tokens);
 	free(e->reqlog);
 	free(e);
 }

@@ -18,6 +18,14 @@
 struct engine;
 
 struct engine	*engine_new(uv_loop_t *, const struct config *, struct store *);
+/*
+ * Takes a new configuration (SIGHUP): profiles added, changed or removed
+ * take effect for new jobs; running jobs keep their settings.  Refused
+ * (-EINVAL, err says why) when it changes what needs a restart.  On
+ * success the engine owns cfg and frees it.
+ */
+int		 engine_reload(struct engine *, struct config *cfg, char *err,
+		    size_t errlen);
 /* Loads every non-terminal job and resumes it in its state. */
 int		 engine_start(struct engine *);
 /* Cancels transfers in flight (their state is already saved). */

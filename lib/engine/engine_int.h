@@ -110,6 +110,18 @@ struct ejob {
 
 TAILQ_HEAD(ejob_list, ejob);
 
+/*
+ * A configuration replaced by a reload, kept with its tokens while the
+ * engine lives: jobs started before the reload keep their profile and
+ * token.  owned: the engine frees it (every configuration but the first).
+ */
+struct retired {
+	const struct config *cfg;
+	int		 owned;
+	struct ptoken	*tokens;
+	struct retired	*next;
+};
+
 struct engine {
 	uv_loop_t	*loop;
 	const struct config *cfg;
@@ -118,6 +130,8 @@ struct engine {
 	uv_timer_t	 wake;
 	struct ejob_list jobs;
 	struct ptoken	*tokens;	/* one per profile, cfg order */
+	int		 cfg_owned;	/* cfg came from engine_reload */
+	struct retired	*retired;
 	int		 ndl;		/* downloads in flight, all jobs */
 	int		 nup;		/* S3 uploads in flight, all jobs */
 	struct awscreds	*creds;		/* NULL when no profile uses AWS */

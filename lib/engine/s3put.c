@@ -65,6 +65,8 @@ ej_s3_init(struct engine *e)
 	struct awscreds_opts o;
 	int i, any = 0;
 
+	if (e->creds != NULL)
+		return 0;
 	for (i = 0; i < e->cfg->nprofiles; i++)
 		any |= e->cfg->profiles[i]->s3_bucket != NULL ||
 		    e->cfg->profiles[i]->sns_topic_arn != NULL ||

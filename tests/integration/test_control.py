@@ -497,3 +497,51 @@ def test_status_of_one_job_or_profile(env):
     p.terminate()
     out, _ = p.communicate(timeout=10)
     check(out.count("JOB ") >= 2, "--watch drew %d times:\n%s" % (out.count("JOB "), out))
+
+
+def test_sighup_reload(env):
+    import signal
+    env.start()
+    env.emu.config(clients={"B0001": "secret-b"})
+    secret_b = os.path.join(env.dir, "B0001.secret")
+    with open(secret_b, "w") as f:
+        f.write("secret-b\n")
+    os.chmod(secret_b, 0o600)
+    with open(env.conf) as f:
+        good = f.read()
+    profile_b = ("\n[profile B0001]\nbase_url = %s\napi_version = v2\nclient_id = B0001\n"
+                 "client_secret_file = %s\n" % (env.emu.base, secret_b))
+    r = env.cli("run", "B0001", ok=False)
+    check(r.returncode != 0 and "no profile named B0001" in r.stderr, "before: %r" % r.stderr)
+
+    def reloaded(n):
+        env.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: env.log_text().count("SIGHUP: ") >= n, 10, "the reload")
+
+    # A new profile takes effect for new jobs.
+    with open(env.conf, "w") as f:
+        f.write(good + profile_b)
+    reloaded(1)
+    check("configuration reloaded" in env.log_text() and "2 profiles" in env.log_text(),
+          "log: " + env.log_text()[-800:])
+    env.wait_done(env.run("B0001"))
+    # A broken file is refused with its errors; the old one stays.
+    with open(env.conf, "w") as f:
+        f.write(good + profile_b + "bogus_key = 1\n")
+    reloaded(3)
+    log = env.log_text()
+    check("has errors; keeping the configuration in use" in log and "bogus_key" in log,
+          "log: " + log[-800:])
+    # (The CLI cannot read the broken file either: it is told the socket.)
+    r = subprocess.run([harness.BIN, "-s", env.sock, "run", "B0001"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and r.stdout.startswith("started job "), "run: %r" % (r,))
+    # A removed profile takes no new job; the others go on.
+    with open(env.conf, "w") as f:
+        f.write(good.replace("[profile A9994]", "[profile A9994-gone]") + profile_b)
+    env.wait_done(int(r.stdout.split()[2]))
+    reloaded(4)
+    r = env.cli("run", "A9994", ok=False)
+    check(r.returncode != 0 and "no profile named A9994" in r.stderr, "after: %r" % r.stderr)
+    env.wait_done(env.run("B0001"))
+    check(env.stop() == 0, "clean stop after reloads")
