@@ -28,5 +28,9 @@ void		 ctl_close(struct ctl *);
 
 /* client.c */
 int	client_main(const char *sock, int argc, char **argv);
+json_t	*client_call(const char *sock, json_t *req);
+
+/* doctor.c */
+int	doctor_main(const struct config *, const char *sock);
 
 #endif

@@ -17,8 +17,8 @@
 #include "bcdad.h"
 
 /* Sends req (consumed) and returns the reply, or NULL with a message. */
-static json_t *
-call(const char *path, json_t *req)
+json_t *
+client_call(const char *path, json_t *req)
 {
 	struct sockaddr_un sun;
 	struct pollfd pfd;
@@ -239,7 +239,7 @@ status_cmd(const char *sock, int argc, char **argv)
 		req = id ? json_pack("{s:s, s:I}", "cmd", "status", "job",
 		    (json_int_t)id) : json_pack("{s:s, s:i}", "cmd", "status",
 		    "limit", what ? 1000 : 50);
-		rep = call(sock, req);
+		rep = client_call(sock, req);
 		if ((rc = check_reply(rep)) != 0) {
 			json_decref(rep);
 			return rc;
@@ -290,7 +290,7 @@ history_cmd(const char *sock, int argc, char **argv)
 	id = strtoll(argv[1], &end, 10);
 	if (*argv[1] == '\0' || *end != '\0' || errno != 0 || id <= 0)
 		return -1;
-	rep = call(sock, json_pack("{s:s, s:I}", "cmd", "history", "job",
+	rep = client_call(sock, json_pack("{s:s, s:I}", "cmd", "history", "job",
 	    (json_int_t)id));
 	if ((rc = check_reply(rep)) != 0) {
 		json_decref(rep);
@@ -352,7 +352,7 @@ wait_job(const char *sock, long long id)
 
 	for (;;) {
 		sleep(WAIT_POLL_S);
-		rep = call(sock, json_pack("{s:s, s:I}", "cmd", "status", "job",
+		rep = client_call(sock, json_pack("{s:s, s:I}", "cmd", "status", "job",
 		    (json_int_t)id));
 		if (rep == NULL || !json_is_true(json_object_get(rep, "ok"))) {
 			json_decref(rep);
@@ -413,7 +413,7 @@ run_cmd(const char *sock, int argc, char **argv)
 			return -1;
 		}
 	}
-	rep = call(sock, req);
+	rep = client_call(sock, req);
 	if ((rc = check_reply(rep)) == 0) {
 		id = json_integer_value(json_object_get(rep, "job"));
 		printf("started job %lld for profile %s\n", id, argv[1]);
@@ -452,17 +452,10 @@ client_main(const char *sock, int argc, char **argv)
 			    "not \"%s\"\n", argv[1]);
 			return 2;
 		}
-		rep = call(sock, json_pack("{s:s, s:I}", "cmd", "cancel",
+		rep = client_call(sock, json_pack("{s:s, s:I}", "cmd", "cancel",
 		    "job", (json_int_t)id));
 		if ((rc = check_reply(rep)) == 0)
 			printf("cancelling job %lld\n", id);
-	} else if (strcmp(cmd, "doctor") == 0 && argc == 1) {
-		printf("configuration: OK\n");
-		rep = call(sock, json_pack("{s:s}", "cmd", "ping"));
-		if ((rc = check_reply(rep)) == 0)
-			printf("daemon: bcdad %s answering on %s\n",
-			    json_string_value(json_object_get(rep, "daemon")),
-			    sock);
 	} else {
 		goto usage;
 	}

@@ -49,7 +49,8 @@ usage(FILE *f)
 "             exits 0 DONE, 3 FAILED, 4 CANCELLED, 5 SKIPPED\n"
 "  cancel     cancel JOB (and its BCDA job, if one is pending)\n"
 "  history    JOB's every change of state with its reason, and its files\n"
-"  doctor     check the configuration, secrets, directories and daemon\n"
+"  doctor     check the configuration, secrets, directories, free space,\n"
+"             the daemon and credential expiry; exits 1 if any check fails\n"
 "\n"
 "See bcdad(8) and bcdad.conf(5).\n");
 }
@@ -118,7 +119,10 @@ main(int argc, char **argv)
 			fputs(errs, stderr);
 			return 1;
 		}
-		rc = client_main(sock, argc, argv);
+		if (strcmp(argv[0], "doctor") == 0)
+			rc = argc == 1 ? doctor_main(c, sock) : 2;
+		else
+			rc = client_main(sock, argc, argv);
 		free(path);
 		config_free(c);
 		return rc;

@@ -545,3 +545,23 @@ def test_sighup_reload(env):
     check(r.returncode != 0 and "no profile named A9994" in r.stderr, "after: %r" % r.stderr)
     env.wait_done(env.run("B0001"))
     check(env.stop() == 0, "clean stop after reloads")
+
+
+def test_doctor(env):
+    env.start()
+    r = env.cli("doctor")
+    check(r.returncode == 0 and "all checks passed" in r.stdout and "FAIL" not in r.stdout,
+          "doctor: %r" % r.stdout)
+    for what in ("configuration", "state directory", "client secret readable",
+                 "storage directory of", "daemon: bcdad"):
+        check(what in r.stdout, "doctor does not check %s:\n%s" % (what, r.stdout))
+    # Each failure on its own, with what to do.
+    os.chmod(env.secret_file, 0o644)
+    r = env.cli("doctor", ok=False)
+    check(r.returncode == 1 and "FAIL  profile A9994" in r.stdout and "fix: " in r.stdout,
+          "secret 0644: %r" % r.stdout)
+    os.chmod(env.secret_file, 0o600)
+    env.stop(5)
+    r = env.cli("doctor", ok=False)
+    check(r.returncode == 1 and "FAIL  daemon: no answer" in r.stdout,
+          "no daemon: %r" % r.stdout)
