@@ -1,8 +1,8 @@
 /*
  * The BCDA protocol, without I/O: building kickoff URLs, reading token
  * responses, X-Progress, manifests, OperationOutcomes and job listings,
- * and deciding which URLs may receive the bearer token.  See
- * ../shared/reference/bcda.md for the server these follow.
+ * and deciding which URLs may receive the bearer token, as BCDA's
+ * server code (CMSgov/bcda-app) writes and reads them.
  */
 #ifndef BCDAD_BCDA_H
 #define BCDAD_BCDA_H

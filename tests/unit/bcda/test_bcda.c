@@ -3,7 +3,7 @@
  * bodies, X-Progress, FHIR instants, kickoff URLs, manifests,
  * OperationOutcomes, the jobs-list Bundle used to find a lost job, and
  * which URLs may receive the bearer token.  The bodies are the shapes
- * ../shared/reference/bcda.md quotes from BCDA's source.
+ * BCDA's source (CMSgov/bcda-app) writes.
  */
 #include <errno.h>
 
