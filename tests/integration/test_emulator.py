@@ -299,11 +299,12 @@ def test_duplicate_429_whole_string_type_quirk(env):
 
 
 def test_duplicate_429_times_out(env):
-    env.emu.config(pending_seconds=30, archive_threshold_seconds=1)
+    # 3 s: room for the 429 check on a loaded machine, before it times out.
+    env.emu.config(pending_seconds=30, archive_threshold_seconds=3)
     tok = token(env)
     kickoff(env, tok)
     _expect_429(env, tok, "/api/v2/Group/all/$export")
-    time.sleep(1.1)
+    time.sleep(3.1)
     kickoff(env, tok)                           # the blocker is older than the job timeout
     states = [j["status"] for j in env.emu.jobs()]
     check(states == ["Pending", "Pending"], "the blocker keeps running: %s" % states)
@@ -428,7 +429,8 @@ def test_request_times(env):
 
 
 def test_waf_limit(env):
-    env.emu.config(waf_limit=3, waf_window_seconds=1)
+    # A 3 s window: the four requests fit in it even on a loaded machine.
+    env.emu.config(waf_limit=3, waf_window_seconds=3)
     for _ in range(3):
         check(call(env, "/api/v2/metadata")[0] == 200, "under the limit")
     st, h, b = call(env, "/api/v2/metadata")
@@ -436,7 +438,7 @@ def test_waf_limit(env):
           "WAF answer %d %s" % (st, h))
     check(json.loads(b)["issue"][0]["code"] == "throttled" and b.startswith(b'{\n    "issue"'),
           "WAF body %r" % b)
-    time.sleep(1.1)
+    time.sleep(3.1)
     check(call(env, "/api/v2/metadata")[0] == 200, "the window did not slide")
 
 

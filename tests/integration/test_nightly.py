@@ -371,9 +371,9 @@ def test_many_acos_under_one_request_budget(env):
     times = sorted(env.emu.get("/_emu/requests")["times"])
     worst, lo = 0, 0
     for hi, t in enumerate(times):
-        # The emulator stamps arrivals, a few ms after bcdad counted the
-        # sends: 50 ms of slack at the window's edge.
-        while times[lo] <= t - (window - 0.05):
+        # The emulator stamps arrivals, some ms after bcdad counted the
+        # sends (more on a loaded machine): 200 ms of slack at the edge.
+        while times[lo] <= t - (window - 0.2):
             lo += 1
         worst = max(worst, hi - lo + 1)
     check(worst <= limit, "BCDA saw %d requests within %d s (limit %d)" % (worst, window, limit))
