@@ -51,16 +51,10 @@
 
 #include "job.h"
 #include "util/log.h"
-#include "store.h"
+#include "store_int.h"
 
 #define STORE_BUSY_MS	5000
 
-struct store {
-	sqlite3		*db;
-	char		*path;
-	int		 version;	/* user_version after store_open */
-	int		 depth;		/* open store_begin() levels */
-};
 
 /*
  * Each table's columns, declared once: the SELECT lists below, the row
@@ -208,8 +202,8 @@ sql_errno(int rc)
 }
 
 /* Logs the connection's last error while doing what; returns its errno. */
-static int
-db_fail(struct store *st, const char *what)
+int
+sq_db_fail(struct store *st, const char *what)
 {
 	int rc = sqlite3_extended_errcode(st->db);
 
@@ -233,12 +227,12 @@ static int
 exec(struct store *st, const char *sql, const char *what)
 {
 	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(st, what);
+		return sq_db_fail(st, what);
 	return 0;
 }
 
-static int
-prep(struct store *st, const char *sql, sqlite3_stmt **stmt,
+int
+sq_prep(struct store *st, const char *sql, sqlite3_stmt **stmt,
     const char *what)
 {
 	*stmt = NULL;
@@ -249,36 +243,26 @@ prep(struct store *st, const char *sql, sqlite3_stmt **stmt,
 	}
 	if (sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL) != SQLITE_OK) {
 		*stmt = NULL;
-		return db_fail(st, what);
+		return sq_db_fail(st, what);
 	}
 	return 0;
 }
 
 /* Runs a statement that returns no row, then finalizes it. */
-static int
-step_done(struct store *st, sqlite3_stmt *stmt, const char *what)
+int
+sq_step_done(struct store *st, sqlite3_stmt *stmt, const char *what)
 {
 	int rc = 0;
 
 	if (sqlite3_step(stmt) != SQLITE_DONE)
-		rc = db_fail(st, what);
+		rc = sq_db_fail(st, what);
 	sqlite3_finalize(stmt);
 	return rc;
 }
 
-/*
- * Binds parameters left to right, remembering the first failure, so a
- * statement's binds read like its column list.  Strings are bound
- * SQLITE_STATIC: they outlive the step that uses them.
- */
-struct binder {
-	sqlite3_stmt	*stmt;
-	int		 idx;
-	int		 rc;
-};
 
-static void
-b_text(struct binder *b, const char *s)
+void
+sq_b_text(struct binder *b, const char *s)
 {
 	if (b->rc != SQLITE_OK)
 		return;
@@ -290,8 +274,8 @@ b_text(struct binder *b, const char *s)
 		    SQLITE_STATIC);
 }
 
-static void
-b_int(struct binder *b, int64_t v)
+void
+sq_b_int(struct binder *b, int64_t v)
 {
 	if (b->rc != SQLITE_OK)
 		return;
@@ -312,8 +296,8 @@ b_int_or_null(struct binder *b, int64_t v)
 		b->rc = sqlite3_bind_int64(b->stmt, b->idx, v);
 }
 
-static int
-b_done(struct store *st, struct binder *b, const char *what)
+int
+sq_b_done(struct store *st, struct binder *b, const char *what)
 {
 	if (b->rc == SQLITE_OK)
 		return 0;
@@ -322,15 +306,9 @@ b_done(struct store *st, struct binder *b, const char *what)
 	return sql_errno(b->rc);
 }
 
-/* Reads columns left to right; a NULL column reads as NULL or 0. */
-struct reader {
-	sqlite3_stmt	*stmt;
-	int		 idx;
-	int		 nomem;
-};
 
-static char *
-r_text(struct reader *r)
+char *
+sq_r_text(struct reader *r)
 {
 	const unsigned char *s;
 	char *dup;
@@ -348,8 +326,8 @@ r_text(struct reader *r)
 	return dup;
 }
 
-static int64_t
-r_int(struct reader *r)
+int64_t
+sq_r_int(struct reader *r)
 {
 	return sqlite3_column_int64(r->stmt, r->idx++);
 }
@@ -362,19 +340,19 @@ row_read(sqlite3_stmt *stmt, const struct table *t, void *row, int64_t *id)
 	char *base = row;
 	size_t i;
 
-	*id = r_int(&r);
+	*id = sq_r_int(&r);
 	for (i = 0; i < t->ncols; i++) {
 		void *field = base + t->cols[i].off;
 
 		switch (t->cols[i].kind) {
 		case COL_I64:
-			*(int64_t *)field = r_int(&r);
+			*(int64_t *)field = sq_r_int(&r);
 			break;
 		case COL_INT:
-			*(int *)field = (int)r_int(&r);
+			*(int *)field = (int)sq_r_int(&r);
 			break;
 		case COL_TEXT:
-			*(char **)field = r_text(&r);
+			*(char **)field = sq_r_text(&r);
 			break;
 		}
 	}
@@ -396,13 +374,13 @@ row_bind(struct binder *b, const struct table *t, const void *row,
 			continue;
 		switch (t->cols[i].kind) {
 		case COL_I64:
-			b_int(b, *(const int64_t *)field);
+			sq_b_int(b, *(const int64_t *)field);
 			break;
 		case COL_INT:
-			b_int(b, *(const int *)field);
+			sq_b_int(b, *(const int *)field);
 			break;
 		case COL_TEXT:
-			b_text(b, *(char *const *)field);
+			sq_b_text(b, *(char *const *)field);
 			break;
 		}
 	}
@@ -470,10 +448,10 @@ query_int(struct store *st, const char *sql, int *out)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, sql)) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, sql)) != 0)
 		return rc;
 	if (sqlite3_step(stmt) != SQLITE_ROW) {
-		rc = db_fail(st, sql);
+		rc = sq_db_fail(st, sql);
 		sqlite3_finalize(stmt);
 		return rc;
 	}
@@ -593,11 +571,11 @@ set_pragmas(struct store *st, char *err, size_t errlen)
 	const unsigned char *mode;
 	int wal, rc;
 
-	if ((rc = prep(st, "PRAGMA journal_mode = WAL", &stmt,
+	if ((rc = sq_prep(st, "PRAGMA journal_mode = WAL", &stmt,
 	    "journal_mode")) != 0)
 		goto fail;
 	if (sqlite3_step(stmt) != SQLITE_ROW) {
-		rc = db_fail(st, "journal_mode");
+		rc = sq_db_fail(st, "journal_mode");
 		sqlite3_finalize(stmt);
 		goto fail;
 	}
@@ -835,20 +813,20 @@ store_history_add(struct store *st, int64_t job_id, int64_t at,
 
 	if ((unsigned)to >= JOB_NSTATES)
 		return -EINVAL;
-	if ((rc = prep(st, sql, &stmt, "add history")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "add history")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
-	b_int(&b, job_id);
-	b_int(&b, at);
+	sq_b_int(&b, job_id);
+	sq_b_int(&b, at);
 	/* A from outside the enum (-1) marks the row of a job's creation. */
 	b_int_or_null(&b, (unsigned)from < JOB_NSTATES ? (int64_t)from : -1);
-	b_int(&b, (int64_t)to);
-	b_text(&b, reason);
-	if ((rc = b_done(st, &b, "add history")) != 0) {
+	sq_b_int(&b, (int64_t)to);
+	sq_b_text(&b, reason);
+	if ((rc = sq_b_done(st, &b, "add history")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	return step_done(st, stmt, "add history");
+	return sq_step_done(st, stmt, "add history");
 }
 
 /*
@@ -870,15 +848,15 @@ store_job_insert(struct store *st, struct job_row *job, int64_t now)
 	row.created_at = row.updated_at = now;
 	if ((rc = store_begin(st)) != 0)
 		return rc;
-	if ((rc = prep(st, t->insert, &stmt, "insert job")) != 0)
+	if ((rc = sq_prep(st, t->insert, &stmt, "insert job")) != 0)
 		goto fail;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
 	row_bind(&b, t, &row, 0);
-	if ((rc = b_done(st, &b, "insert job")) != 0) {
+	if ((rc = sq_b_done(st, &b, "insert job")) != 0) {
 		sqlite3_finalize(stmt);
 		goto fail;
 	}
-	if ((rc = step_done(st, stmt, "insert job")) != 0)
+	if ((rc = sq_step_done(st, stmt, "insert job")) != 0)
 		goto fail;
 	id = sqlite3_last_insert_rowid(st->db);
 	if ((rc = store_history_add(st, id, now, (enum job_state)-1, JOB_NEW,
@@ -903,7 +881,7 @@ job_exists(struct store *st, int64_t id)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, "SELECT 1 FROM jobs WHERE id = ?", &stmt,
+	if ((rc = sq_prep(st, "SELECT 1 FROM jobs WHERE id = ?", &stmt,
 	    "find job")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, id);
@@ -915,7 +893,7 @@ job_exists(struct store *st, int64_t id)
 		rc = 0;
 		break;
 	default:
-		rc = db_fail(st, "find job");
+		rc = sq_db_fail(st, "find job");
 		break;
 	}
 	sqlite3_finalize(stmt);
@@ -934,18 +912,18 @@ store_job_cas_state(struct store *st, int64_t id, enum job_state expected,
 
 	if ((unsigned)to >= JOB_NSTATES || (unsigned)expected >= JOB_NSTATES)
 		return -EINVAL;
-	if ((rc = prep(st, sql, &stmt, "set job state")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "set job state")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
-	b_int(&b, to);
-	b_int(&b, now);
-	b_int(&b, id);
-	b_int(&b, expected);
-	if ((rc = b_done(st, &b, "set job state")) != 0) {
+	sq_b_int(&b, to);
+	sq_b_int(&b, now);
+	sq_b_int(&b, id);
+	sq_b_int(&b, expected);
+	if ((rc = sq_b_done(st, &b, "set job state")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	if ((rc = step_done(st, stmt, "set job state")) != 0)
+	if ((rc = sq_step_done(st, stmt, "set job state")) != 0)
 		return rc;
 	if (sqlite3_changes(st->db) == 1)
 		return 0;
@@ -966,16 +944,16 @@ store_job_save(struct store *st, const struct job_row *job)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, t->update, &stmt, "save job")) != 0)
+	if ((rc = sq_prep(st, t->update, &stmt, "save job")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
 	row_bind(&b, t, job, 1);
-	b_int(&b, job->id);
-	if ((rc = b_done(st, &b, "save job")) != 0) {
+	sq_b_int(&b, job->id);
+	if ((rc = sq_b_done(st, &b, "save job")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	if ((rc = step_done(st, stmt, "save job")) != 0)
+	if ((rc = sq_step_done(st, stmt, "save job")) != 0)
 		return rc;
 	return sqlite3_changes(st->db) == 1 ? 0 : -ENOENT;
 }
@@ -989,7 +967,7 @@ store_job_get(struct store *st, int64_t id, struct job_row *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = prep(st, sql, &stmt, "get job")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "get job")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, id);
 	switch (sqlite3_step(stmt)) {
@@ -1000,7 +978,7 @@ store_job_get(struct store *st, int64_t id, struct job_row *out)
 		rc = -ENOENT;
 		break;
 	default:
-		rc = db_fail(st, "get job");
+		rc = sq_db_fail(st, "get job");
 		break;
 	}
 	sqlite3_finalize(stmt);
@@ -1030,8 +1008,8 @@ rows_room(void **rows, size_t *cap, size_t n, size_t size)
  * while the statement is live.  *rows and *n get what was read, also on
  * an error (the caller frees them).
  */
-static int
-rows_collect(struct store *st, sqlite3_stmt *stmt,
+int
+sq_rows_collect(struct store *st, sqlite3_stmt *stmt,
     int (*read)(sqlite3_stmt *, void *), size_t size, void **rows, size_t *n,
     const char *what)
 {
@@ -1047,7 +1025,7 @@ rows_collect(struct store *st, sqlite3_stmt *stmt,
 		(*n)++;
 	}
 	if (step != SQLITE_DONE)
-		rc = db_fail(st, what);
+		rc = sq_db_fail(st, what);
 done:
 	sqlite3_finalize(stmt);
 	return rc;
@@ -1070,11 +1048,11 @@ jobs_list(struct store *st, const char *sql, const int *params, int nparams,
 	size_t n, i;
 	int rc, p;
 
-	if ((rc = prep(st, sql, &stmt, what)) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, what)) != 0)
 		return rc;
 	for (p = 0; p < nparams; p++)
 		sqlite3_bind_int(stmt, p + 1, params[p]);
-	rc = rows_collect(st, stmt, job_read, sizeof(*rows), (void **)&rows,
+	rc = sq_rows_collect(st, stmt, job_read, sizeof(*rows), (void **)&rows,
 	    &n, what);
 	for (i = 0; i < n; i++) {
 		if (rc == 0)
@@ -1136,12 +1114,12 @@ hist_read(sqlite3_stmt *stmt, void *row)
 	struct hist *h = row;
 	struct reader r = { stmt, 0, 0 };
 
-	h->at = r_int(&r);
+	h->at = sq_r_int(&r);
 	h->from = sqlite3_column_type(stmt, 1) == SQLITE_NULL ? -1 :
-	    (int)r_int(&r);
+	    (int)sq_r_int(&r);
 	r.idx = 2;
-	h->to = (int)r_int(&r);
-	h->reason = r_text(&r);
+	h->to = (int)sq_r_int(&r);
+	h->reason = sq_r_text(&r);
 	return r.nomem ? -ENOMEM : 0;
 }
 
@@ -1155,10 +1133,10 @@ store_history(struct store *st, int64_t job_id, store_hist_cb cb, void *arg)
 	size_t n, i;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, "list history")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "list history")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, job_id);
-	rc = rows_collect(st, stmt, hist_read, sizeof(*rows), (void **)&rows,
+	rc = sq_rows_collect(st, stmt, hist_read, sizeof(*rows), (void **)&rows,
 	    &n, "list history");
 	for (i = 0; i < n; i++) {
 		if (rc == 0)
@@ -1180,15 +1158,15 @@ store_file_insert(struct store *st, struct file_row *file)
 	int rc;
 
 	file->state = FILE_PENDING;
-	if ((rc = prep(st, t->insert, &stmt, "insert file")) != 0)
+	if ((rc = sq_prep(st, t->insert, &stmt, "insert file")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
 	row_bind(&b, t, file, 0);
-	if ((rc = b_done(st, &b, "insert file")) != 0) {
+	if ((rc = sq_b_done(st, &b, "insert file")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	if ((rc = step_done(st, stmt, "insert file")) != 0)
+	if ((rc = sq_step_done(st, stmt, "insert file")) != 0)
 		return rc;
 	file->id = sqlite3_last_insert_rowid(st->db);
 	return 0;
@@ -1202,16 +1180,16 @@ store_file_save(struct store *st, const struct file_row *file)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, t->update, &stmt, "save file")) != 0)
+	if ((rc = sq_prep(st, t->update, &stmt, "save file")) != 0)
 		return rc;
 	b = (struct binder){ stmt, 0, SQLITE_OK };
 	row_bind(&b, t, file, 1);
-	b_int(&b, file->id);
-	if ((rc = b_done(st, &b, "save file")) != 0) {
+	sq_b_int(&b, file->id);
+	if ((rc = sq_b_done(st, &b, "save file")) != 0) {
 		sqlite3_finalize(stmt);
 		return rc;
 	}
-	if ((rc = step_done(st, stmt, "save file")) != 0)
+	if ((rc = sq_step_done(st, stmt, "save file")) != 0)
 		return rc;
 	return sqlite3_changes(st->db) == 1 ? 0 : -ENOENT;
 }
@@ -1227,10 +1205,10 @@ store_files(struct store *st, int64_t job_id, store_file_cb cb, void *arg)
 	size_t n, i;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, "list files")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "list files")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, job_id);
-	rc = rows_collect(st, stmt, file_read, sizeof(*rows), (void **)&rows,
+	rc = sq_rows_collect(st, stmt, file_read, sizeof(*rows), (void **)&rows,
 	    &n, "list files");
 	for (i = 0; i < n; i++) {
 		if (rc == 0)
@@ -1248,10 +1226,10 @@ exec_id(struct store *st, const char *sql, int64_t id, const char *what)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, what)) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, what)) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, id);
-	return step_done(st, stmt, what);
+	return sq_step_done(st, stmt, what);
 }
 
 int
@@ -1269,12 +1247,12 @@ store_part_add(struct store *st, int64_t file_id, int number, const char *etag)
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if ((rc = prep(st, sql, &stmt, "add part")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "add part")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, file_id);
 	sqlite3_bind_int(stmt, 2, number);
 	sqlite3_bind_text(stmt, 3, etag, -1, SQLITE_TRANSIENT);
-	return step_done(st, stmt, "add part");
+	return sq_step_done(st, stmt, "add part");
 }
 
 /* Every part S3 acknowledged for a file, by number. */
@@ -1286,7 +1264,7 @@ store_parts(struct store *st, int64_t file_id, store_part_cb cb, void *arg)
 	sqlite3_stmt *stmt;
 	int rc, step;
 
-	if ((rc = prep(st, sql, &stmt, "list parts")) != 0)
+	if ((rc = sq_prep(st, sql, &stmt, "list parts")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, file_id);
 	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -1295,7 +1273,7 @@ store_parts(struct store *st, int64_t file_id, store_part_cb cb, void *arg)
 			break;
 	}
 	if (rc == 0 && step != SQLITE_DONE)
-		rc = db_fail(st, "list parts");
+		rc = sq_db_fail(st, "list parts");
 	sqlite3_finalize(stmt);
 	return rc;
 }
@@ -1307,196 +1285,4 @@ store_parts_delete(struct store *st, int64_t file_id)
 	    "delete parts");
 }
 
-/*
- * The watermark of a profile's scope: the transactionTime of its last
- * complete export.  A profile with no watermark in any scope falls back
- * to its cursor from before version 5.  *out is NULL when there is none.
- */
-int
-store_watermark_get(struct store *st, const char *profile, const char *scope,
-    char **out)
-{
-	static const char sql[] = "SELECT transaction_time FROM watermark "
-	    "WHERE profile = ?1 AND scope = ?2 UNION ALL "
-	    "SELECT transaction_time FROM profile_cursor WHERE profile = ?1 "
-	    "AND NOT EXISTS (SELECT 1 FROM watermark WHERE profile = ?1) "
-	    "LIMIT 1";
-	struct binder b;
-	struct reader r;
-	sqlite3_stmt *stmt;
-	int rc;
 
-	*out = NULL;
-	if ((rc = prep(st, sql, &stmt, "get watermark")) != 0)
-		return rc;
-	b = (struct binder){ stmt, 0, SQLITE_OK };
-	b_text(&b, profile);
-	b_text(&b, scope);
-	if ((rc = b_done(st, &b, "get watermark")) != 0)
-		goto done;
-	switch (sqlite3_step(stmt)) {
-	case SQLITE_ROW:
-		r = (struct reader){ stmt, 0, 0 };
-		*out = r_text(&r);
-		if (r.nomem)
-			rc = -ENOMEM;
-		break;
-	case SQLITE_DONE:
-		break;
-	default:
-		rc = db_fail(st, "get watermark");
-		break;
-	}
-done:
-	sqlite3_finalize(stmt);
-	return rc;
-}
-
-int
-store_watermark_set(struct store *st, const char *profile, const char *scope,
-    const char *transaction_time, int64_t job_id, int64_t now)
-{
-	static const char sql[] = "INSERT INTO watermark "
-	    "(profile, scope, transaction_time, updated_at, job_id) "
-	    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile, scope) DO UPDATE SET "
-	    "transaction_time = excluded.transaction_time, "
-	    "updated_at = excluded.updated_at, job_id = excluded.job_id";
-	struct binder b;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	if ((rc = prep(st, sql, &stmt, "set watermark")) != 0)
-		return rc;
-	b = (struct binder){ stmt, 0, SQLITE_OK };
-	b_text(&b, profile);
-	b_text(&b, scope);
-	b_text(&b, transaction_time);
-	b_int(&b, now);
-	b_int(&b, job_id);
-	if ((rc = b_done(st, &b, "set watermark")) != 0) {
-		sqlite3_finalize(stmt);
-		return rc;
-	}
-	return step_done(st, stmt, "set watermark");
-}
-
-static int
-mark_read(sqlite3_stmt *stmt, void *row)
-{
-	struct store_mark *m = row;
-	struct reader r = { stmt, 0, 0 };
-
-	m->profile = r_text(&r);
-	m->scope = r_text(&r);
-	m->transaction_time = r_text(&r);
-	m->updated_at = r_int(&r);
-	m->job_id = r_int(&r);
-	if (!r.nomem)
-		return 0;
-	free(m->profile);
-	free(m->scope);
-	free(m->transaction_time);
-	return -ENOMEM;
-}
-
-/* Every watermark, by profile and then newest first; rows read first. */
-int
-store_watermarks(struct store *st, store_mark_cb cb, void *arg)
-{
-	static const char sql[] = "SELECT profile, scope, transaction_time, "
-	    "updated_at, job_id FROM watermark ORDER BY profile, updated_at "
-	    "DESC";
-	struct store_mark *rows;
-	sqlite3_stmt *stmt;
-	size_t n, i;
-	int rc;
-
-	if ((rc = prep(st, sql, &stmt, "list watermarks")) != 0)
-		return rc;
-	rc = rows_collect(st, stmt, mark_read, sizeof(*rows), (void **)&rows,
-	    &n, "list watermarks");
-	for (i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = cb(&rows[i], arg);
-		free(rows[i].profile);
-		free(rows[i].scope);
-		free(rows[i].transaction_time);
-	}
-	free(rows);
-	return rc;
-}
-
-int
-store_state_counts(struct store *st, int64_t counts[JOB_NSTATES])
-{
-	static const char sql[] = "SELECT state, count(*) FROM jobs "
-	    "GROUP BY state";
-	sqlite3_stmt *stmt;
-	int rc, step, s;
-
-	memset(counts, 0, sizeof(int64_t) * JOB_NSTATES);
-	if ((rc = prep(st, sql, &stmt, "count jobs")) != 0)
-		return rc;
-	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-		s = sqlite3_column_int(stmt, 0);
-		if (s >= 0 && s < JOB_NSTATES)
-			counts[s] = sqlite3_column_int64(stmt, 1);
-	}
-	if (step != SQLITE_DONE)
-		rc = db_fail(st, "count jobs");
-	sqlite3_finalize(stmt);
-	return rc;
-}
-
-static int
-outcome_read(sqlite3_stmt *stmt, void *row)
-{
-	struct store_outcome *o = row;
-	struct reader r = { stmt, 0, 0 };
-
-	o->profile = r_text(&r);
-	o->last_state = (int)r_int(&r);
-	o->last_at = r_int(&r);
-	o->done_at = r_int(&r);
-	o->resources = r_int(&r);
-	o->bytes = r_int(&r);
-	return r.nomem ? -ENOMEM : 0;
-}
-
-int
-store_outcomes(struct store *st, store_outcome_cb cb, void *arg)
-{
-	/* Ended: DONE, FAILED, CANCELLED, SKIPPED (job.h). */
-	static const char sql[] =
-	    "WITH ended AS (SELECT * FROM jobs WHERE state IN (8, 9, 10, 11)), "
-	    "last AS (SELECT profile, max(id) AS id FROM ended GROUP BY "
-	    "profile), done AS (SELECT profile, max(id) AS id FROM ended "
-	    "WHERE state = 8 GROUP BY profile) "
-	    "SELECT l.profile, j.state, j.updated_at, "
-	    "coalesce(d.updated_at, 0), "
-	    "coalesce((SELECT sum(lines) FROM files WHERE job_id = d.id AND "
-	    "kind = 0), 0), "
-	    "coalesce((SELECT sum(bytes) FROM files WHERE job_id = d.id AND "
-	    "kind = 0), 0) "
-	    "FROM last l JOIN jobs j ON j.id = l.id "
-	    "LEFT JOIN done dn ON dn.profile = l.profile "
-	    "LEFT JOIN jobs d ON d.id = dn.id ORDER BY l.profile";
-	struct store_outcome *rows;
-	sqlite3_stmt *stmt;
-	size_t n, i;
-	int rc;
-
-	_Static_assert(JOB_DONE == 8 && JOB_FAILED == 9 &&
-	    JOB_CANCELLED == 10 && JOB_SKIPPED == 11, "states in the SQL");
-	if ((rc = prep(st, sql, &stmt, "list outcomes")) != 0)
-		return rc;
-	rc = rows_collect(st, stmt, outcome_read, sizeof(*rows),
-	    (void **)&rows, &n, "list outcomes");
-	for (i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = cb(&rows[i], arg);
-		free(rows[i].profile);
-	}
-	free(rows);
-	return rc;
-}

@@ -76,4 +76,37 @@ t_fixtures(void)
 	return d ? d : "tests/fixtures";
 }
 
+/*
+ * The bytes of fixture rel (under t_fixtures()), NUL-terminated, with
+ * *len set; NULL after a failed check when it cannot be read.
+ */
+static inline void *
+t_read_fixture(const char *rel, size_t *len)
+{
+	char path[4096], *p = NULL;
+	long n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", t_fixtures(), rel);
+	if ((f = fopen(path, "rb")) == NULL) {
+		T_FAIL("cannot open fixture %s", path);
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+	    fseek(f, 0, SEEK_SET) == 0 &&
+	    (p = malloc((size_t)n + 1)) != NULL) {
+		if (fread(p, 1, (size_t)n, f) == (size_t)n) {
+			p[n] = '\0';
+			*len = (size_t)n;
+		} else {
+			free(p);
+			p = NULL;
+		}
+	}
+	fclose(f);
+	if (p == NULL)
+		T_FAIL("cannot read fixture %s", path);
+	return p;
+}
+
 #endif

@@ -66,37 +66,6 @@ out_free(struct out *o)
 	memset(o, 0, sizeof(*o));
 }
 
-static unsigned char *
-read_fixture(const char *rel, size_t *len)
-{
-	char path[4096];
-	unsigned char *p = NULL;
-	long n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", t_fixtures(), rel);
-	if ((f = fopen(path, "rb")) == NULL) {
-		T_FAIL("cannot open fixture %s", path);
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
-		goto done;
-	if ((p = malloc((size_t)n + 1)) == NULL)
-		goto done;
-	if (fread(p, 1, (size_t)n, f) != (size_t)n) {
-		free(p);
-		p = NULL;
-		goto done;
-	}
-	*len = (size_t)n;
-done:
-	fclose(f);
-	if (p == NULL)
-		T_FAIL("cannot read fixture %s", path);
-	return p;
-}
-
 /*
  * Compresses data into one gzip member with zlib; name, if set, goes in
  * the header's FNAME field.  Appends to *dst (realloc'd).
@@ -197,8 +166,8 @@ T_TEST(test_fixture_gzip)
 	size_t i;
 	int rc, was;
 
-	gz = read_fixture("bcda/gzip/test_gzip_encoded.ndjson", &gzlen);
-	plain = read_fixture("bcda/gzip/test_no_encoding.ndjson", &plen);
+	gz = t_read_fixture("bcda/gzip/test_gzip_encoded.ndjson", &gzlen);
+	plain = t_read_fixture("bcda/gzip/test_no_encoding.ndjson", &plen);
 	if (gz == NULL || plain == NULL)
 		goto done;
 	T_EQ_INT(gzlen, 981);
@@ -229,7 +198,7 @@ T_TEST(test_fixture_plain)
 	size_t i;
 	int was;
 
-	if ((plain = read_fixture("bcda/gzip/test_no_encoding.ndjson",
+	if ((plain = t_read_fixture("bcda/gzip/test_no_encoding.ndjson",
 	    &plen)) == NULL)
 		return;
 	for (i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
@@ -251,7 +220,7 @@ T_TEST(test_single_byte)
 	struct out o = { 0 };
 	int was = -1;
 
-	if ((b = read_fixture("bcda/gzip/single_byte_file.bin", &len)) == NULL)
+	if ((b = t_read_fixture("bcda/gzip/single_byte_file.bin", &len)) == NULL)
 		return;
 	T_EQ_INT(len, 1);
 	T_EQ_INT(decode(b, len, 0, &o, &was), 0);
@@ -268,7 +237,7 @@ T_TEST(test_corrupt_fixture)
 	size_t len = 0, chunk;
 	int was;
 
-	if ((b = read_fixture("bcda/gzip/corrupt_gz_file.ndjson", &len)) ==
+	if ((b = t_read_fixture("bcda/gzip/corrupt_gz_file.ndjson", &len)) ==
 	    NULL)
 		return;
 	T_EQ_INT(len, 10);
@@ -393,8 +362,8 @@ T_TEST(test_bcda_shape)
 	int was;
 
 	/* What BCDA sends: the stored file, then Go's empty member. */
-	gz = read_fixture("bcda/gzip/test_gzip_encoded.ndjson", &gzlen);
-	plain = read_fixture("bcda/gzip/test_no_encoding.ndjson", &plen);
+	gz = t_read_fixture("bcda/gzip/test_gzip_encoded.ndjson", &gzlen);
+	plain = t_read_fixture("bcda/gzip/test_no_encoding.ndjson", &plen);
 	if (gz == NULL || plain == NULL)
 		goto done;
 	plain[plen++] = '\n';
@@ -504,7 +473,7 @@ T_TEST(test_garbage_after_member)
 	unsigned char *gz, *s;
 	size_t gzlen = 0, n, i, chunk;
 
-	if ((gz = read_fixture("bcda/gzip/test_gzip_encoded.ndjson",
+	if ((gz = t_read_fixture("bcda/gzip/test_gzip_encoded.ndjson",
 	    &gzlen)) == NULL)
 		return;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -536,7 +505,7 @@ T_TEST(test_bad_trailer_and_header)
 	unsigned char *gz;
 	size_t gzlen = 0, i;
 
-	if ((gz = read_fixture("bcda/gzip/test_gzip_encoded.ndjson",
+	if ((gz = t_read_fixture("bcda/gzip/test_gzip_encoded.ndjson",
 	    &gzlen)) == NULL)
 		return;
 	for (i = 0; i < sizeof(from_end) / sizeof(from_end[0]); i++) {

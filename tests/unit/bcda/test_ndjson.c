@@ -38,38 +38,6 @@ on_line(json_t *obj, void *arg)
 	return 0;
 }
 
-static char *
-read_fixture(const char *rel, size_t *len)
-{
-	char path[4096];
-	char *p = NULL;
-	long n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", t_fixtures(), rel);
-	if ((f = fopen(path, "rb")) == NULL) {
-		T_FAIL("cannot open fixture %s", path);
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
-		goto done;
-	if ((p = malloc((size_t)n + 1)) == NULL)
-		goto done;
-	if (fread(p, 1, (size_t)n, f) != (size_t)n) {
-		free(p);
-		p = NULL;
-		goto done;
-	}
-	p[n] = '\0';
-	*len = (size_t)n;
-done:
-	fclose(f);
-	if (p == NULL)
-		T_FAIL("cannot read fixture %s", path);
-	return p;
-}
-
 /*
  * Feeds len bytes in chunks of chunk (0 = all at once) to a validator
  * expecting type, then finishes.  Returns the first error; *out keeps the
@@ -168,7 +136,7 @@ check_fixture(const struct fixture *f, const char *type, size_t chunk)
 	size_t len = 0;
 	int before = t_failed_checks;
 
-	if ((data = read_fixture(f->path, &len)) == NULL)
+	if ((data = t_read_fixture(f->path, &len)) == NULL)
 		return;
 	s.want_type = f->type;
 	T_EQ_INT(run(type, data, len, chunk, &s, &nd), 0);
@@ -236,7 +204,7 @@ T_TEST(test_wrong_fixture_type)
 	char *data;
 	size_t len = 0;
 
-	if ((data = read_fixture("bcda/Patient.ndjson", &len)) == NULL)
+	if ((data = t_read_fixture("bcda/Patient.ndjson", &len)) == NULL)
 		return;
 	T_EQ_INT(run("Coverage", data, len, 4096, &s, &nd), NDJSON_ETYPE);
 	if (nd != NULL) {
