@@ -4,6 +4,7 @@
 #ifndef BCDAD_DAEMON_H
 #define BCDAD_DAEMON_H
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -29,6 +30,13 @@ void		 ctl_close(struct ctl *);
 /* client.c */
 int	client_main(const char *sock, int argc, char **argv);
 json_t	*client_call(const char *sock, json_t *req);
+
+/* status.c: the replies to status and history, and the metrics */
+json_t	*status_jobs(struct engine *, int limit);
+json_t	*status_job_one(struct engine *, int64_t id);
+json_t	*status_job_detail(struct engine *, int64_t id);
+json_t	*status_profiles(struct engine *);
+char	*status_metrics(struct engine *);
 
 /* doctor.c */
 int	doctor_main(const struct config *, const char *sock);

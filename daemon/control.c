@@ -156,9 +156,9 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		if (limit < 1 || limit > 1000)
 			limit = 50;
 		v = json_object_get(req, "job");
-		jobs = json_is_integer(v) ? engine_job_status(e,
-		    json_integer_value(v)) : engine_status(e, limit);
-		profs = engine_profiles(e);
+		jobs = json_is_integer(v) ? status_job_one(e,
+		    json_integer_value(v)) : status_jobs(e, limit);
+		profs = status_profiles(e);
 		if (jobs == NULL || profs == NULL) {
 			json_decref(jobs);
 			json_decref(profs);
@@ -172,7 +172,7 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		v = json_object_get(req, "job");
 		if (!json_is_integer(v))
 			reply_error(c, "history needs an integer \"job\"");
-		else if ((jobs = engine_job_detail(e,
+		else if ((jobs = status_job_detail(e,
 		    json_integer_value(v))) == NULL)
 			reply_error(c, "no such job");
 		else {

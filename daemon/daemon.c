@@ -19,12 +19,10 @@
 #include "bcdad.h"
 #include "util/fs.h"
 #include "util/log.h"
-#include "store/store.h"
 
 struct daemon {
 	uv_loop_t	 loop;
 	struct config	*cfg;
-	struct store	*st;
 	struct engine	*engine;
 	struct ctl	*ctl;
 	uv_timer_t	 tick;
@@ -110,7 +108,7 @@ write_metrics(struct daemon *d)
 		return;
 	mw->d = d;
 	mw->path = d->cfg->metrics_file;
-	if ((mw->text = engine_metrics(d->engine)) == NULL) {
+	if ((mw->text = status_metrics(d->engine)) == NULL) {
 		log_warnx("cannot gather the metrics from the database");
 		free(mw);
 		return;
@@ -300,13 +298,10 @@ daemon_run(struct config *c)
 		log_errx("out of memory");
 		goto out;
 	}
-	if (store_open(db, 0, &d.st, err, sizeof(err)) != 0) {
-		log_errx("%s", err);
-		goto out;
-	}
 	uv_loop_init(&d.loop);
-	if ((d.engine = engine_new(&d.loop, c, d.st)) == NULL) {
-		log_errx("cannot set up the engine");
+	if ((d.engine = engine_new(&d.loop, c, db, err, sizeof(err))) ==
+	    NULL) {
+		log_errx("%s", err);
 		goto out_loop;
 	}
 	if ((d.ctl = ctl_listen(&d.loop, d.engine, sock,
@@ -346,7 +341,6 @@ out_engine:
 	engine_free(d.engine);
 out_loop:
 	uv_loop_close(&d.loop);
-	store_close(d.st);
 out:
 	close(lockfd);
 	free(db);

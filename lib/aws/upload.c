@@ -255,12 +255,8 @@ forget_upload(struct upload *u)
 	u->nparts = 0;
 	free(u->f->s3_upload_id);
 	u->f->s3_upload_id = NULL;
-	if (store_begin(u->env.st) == 0 &&
-	    store_parts_delete(u->env.st, u->f->id) == 0 &&
-	    store_file_save(u->env.st, u->f) == 0)
-		store_commit(u->env.st);
-	else
-		store_rollback(u->env.st);
+	/* Unrecorded, a restart resumes it and hears NoSuchUpload again. */
+	u->env.journal.record(u->arg, u->f, 0, NULL);
 }
 
 static void
@@ -351,7 +347,7 @@ req_done(struct http_req *r, void *arg)
 		free(u->f->s3_upload_id);
 		u->f->s3_upload_id = id;
 		u->f->s3_part_size = (int64_t)u->part_size;
-		if (store_file_save(u->env.st, u->f) != 0) {
+		if (u->env.journal.record(u->arg, u->f, 0, NULL) != 0) {
 			snprintf(u->why, sizeof(u->why), "cannot record the "
 			    "upload of %s", u->key);
 			u->final_rc = -EIO;
@@ -365,14 +361,18 @@ req_done(struct http_req *r, void *arg)
 		break;
 	case UP_PART:
 		if (resp->etag == NULL || add_part(u->next_part, resp->etag,
-		    u) != 0 || store_part_add(u->env.st, u->f->id,
-		    u->next_part, resp->etag) != 0) {
-			snprintf(u->why, sizeof(u->why), "cannot record part "
-			    "%d of %s", u->next_part, u->key);
+		    u) != 0) {
+			snprintf(u->why, sizeof(u->why), "%s for part %d of "
+			    "%s", resp->etag ? "out of memory" : "no ETag",
+			    u->next_part, u->key);
 			http_req_free(r);
 			finish(u, -EIO);
 			return;
 		}
+		if (u->env.journal.record(u->arg, u->f, u->next_part,
+		    resp->etag) != 0)
+			log_warnx("part %d of %s not recorded; a restart sends "
+			    "it again", u->next_part, u->key);
 		u->next_part = first_missing(u);
 		if (u->next_part > u->nparts_total) {
 			u->step = UP_COMPLETE;
@@ -527,7 +527,7 @@ upload_start(const struct upload_env *env, const struct s3_loc *loc,
 	u->nparts_total = (int)((u->size + u->part_size - 1) / u->part_size);
 	if (f->s3_upload_id != NULL) {
 		/* Resume: skip every part S3 already acknowledged. */
-		if ((rc = store_parts(env->st, f->id, add_part, u)) != 0)
+		if ((rc = env->journal.parts(arg, f, add_part, u)) != 0)
 			goto fail;
 		qsort(u->parts, (size_t)u->nparts, sizeof(*u->parts), cmp_part);
 		u->next_part = first_missing(u);
@@ -551,7 +551,7 @@ fail:
 
 /*
  * Aborts f's multipart upload in S3 (the job was cancelled or failed), so
- * no parts linger there; then forgets it in the store.  cb hears 0 or why
+ * no parts linger there; then has it forgotten (journal.record).  cb hears 0 or why
  * it could not.
  */
 int

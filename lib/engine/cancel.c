@@ -36,7 +36,7 @@ on_delete(struct ejob *j, const struct http_resp *resp)
 
 	snprintf(why, sizeof(why), "cancelled on request (BCDA answered "
 	    "%ld)", resp->status);
-	ej_enter(j, JOB_CANCELLED, why, NULL, NULL);
+	ej_enter(j, JOB_CANCELLED, why, 0);
 }
 
 /*
@@ -62,7 +62,7 @@ on_cancel_list(struct ejob *j, const struct http_resp *resp)
 	if (resp->result == CURLE_OK && resp->status < 500) {
 		j->row.kickoff_sent = 0;
 		ej_enter(j, JOB_CANCELLED, "cancelled on request (no BCDA job "
-		    "was started)", NULL, NULL);
+		    "was started)", 0);
 		return;
 	}
 	ej_describe(resp, what, sizeof(what));
@@ -101,7 +101,7 @@ step_cancel(struct ejob *j)
 		free(url);
 		return;
 	}
-	ej_enter(j, JOB_CANCELLED, "cancelled on request", NULL, NULL);
+	ej_enter(j, JOB_CANCELLED, "cancelled on request", 0);
 }
 
 void

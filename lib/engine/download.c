@@ -16,36 +16,6 @@
 
 /* ---- DOWNLOAD ---------------------------------------------------------- */
 
-static int
-collect_file(struct file_row *f, void *arg)
-{
-	struct ejob *j = arg;
-	struct file_row *nf;
-	struct fsched *ns;
-
-	nf = realloc(j->files, (j->nfiles + 1) * sizeof(*nf));
-	if (nf == NULL)
-		return -ENOMEM;
-	j->files = nf;
-	ns = realloc(j->fs, (j->nfiles + 1) * sizeof(*ns));
-	if (ns == NULL)
-		return -ENOMEM;
-	j->fs = ns;
-	/* Take ownership of the row's strings; the store frees nothing. */
-	j->files[j->nfiles] = *f;
-	memset(f, 0, sizeof(*f));
-	memset(&j->fs[j->nfiles], 0, sizeof(j->fs[0]));
-	j->nfiles++;
-	return 0;
-}
-
-void
-ej_file_save(struct ejob *j, struct file_row *f)
-{
-	if (store_file_save(j->e->st, f) != 0)
-		JLOG(LOG_LVL_ERR, j, "cannot record file %s", f->name);
-}
-
 /* Wakes every downloading job: a slot may have come free. */
 void
 ej_wake_downloads(struct engine *e)
@@ -105,7 +75,7 @@ ej_file_failed(struct ejob *j, size_t i, int content, long retry_after,
 		    f->name, why, f->attempts,
 		    (unsigned long long)(delay + 999) / 1000);
 	}
-	ej_file_save(j, f);
+	ej_file_save(j, f, 0);
 }
 
 static void
@@ -133,20 +103,14 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 	if (f->kind == FILE_ERROR)
 		for (k = 0; k < 4; k++)
 			j->row.err_counts[k] += (int64_t)sev[k];
-	/* The file and the job's error counts, together or not at all. */
-	if (store_begin(j->e->st) != 0 || store_file_save(j->e->st, f) != 0 ||
-	    store_job_save(j->e->st, &j->row) != 0 ||
-	    store_commit(j->e->st) != 0) {
-		store_rollback(j->e->st);
-		for (k = 0; k < 4 && f->kind == FILE_ERROR; k++)
-			j->row.err_counts[k] -= (int64_t)sev[k];
-		f->state = FILE_PENDING;
-		ej_file_failed(j, d->idx, 0, -1, "cannot record the file in the "
-		    "database");
-	} else {
-		JLOG(LOG_LVL_DEBUG, j, "file %s done: %lld lines, %lld bytes",
-		    f->name, (long long)f->lines, (long long)f->bytes);
-	}
+	/*
+	 * The file and the job's error counts, in one write.  Should it fail,
+	 * both stay in memory, marked unsaved, and are written again before
+	 * the job's next step: the file is not fetched again.
+	 */
+	ej_file_save(j, f, 0);
+	JLOG(LOG_LVL_DEBUG, j, "file %s done: %lld lines, %lld bytes",
+	    f->name, (long long)f->lines, (long long)f->bytes);
 	ej_dl_free(d);
 }
 
@@ -342,7 +306,7 @@ manifest_written(uv_work_t *w, int status)
 		ej_retry(j, -1, "cannot write %s: %s", mw->path,
 		    strerror(-mw->rc));
 	else
-		ej_enter(j, JOB_S3_PUT, mw->why, NULL, NULL);
+		ej_enter(j, JOB_S3_PUT, mw->why, 0);
 	if (j->dead)
 		engine_arm(j->e);
 	free(mw->path);
@@ -408,22 +372,6 @@ out:
 	json_decref(m);
 	free(text);
 	free(path);
-}
-
-/* Loads the job's file rows once; on failure the job is set to retry. */
-int
-ej_load_files(struct ejob *j)
-{
-	if (j->files_loaded)
-		return 0;
-	ej_free_files(j);
-	if (store_files(j->e->st, j->row.id, collect_file, j) != 0) {
-		ej_free_files(j);
-		ej_retry(j, -1, "cannot read the file list");
-		return -EIO;
-	}
-	j->files_loaded = 1;
-	return 0;
 }
 
 /*

@@ -3,8 +3,9 @@
  *
  * Each job has one step function per state, dispatched from one table.
  * A step never assigns the state itself: it calls ej_enter(), which goes
- * through job_set_state() (compare-and-set, save, history, commit) and
- * only then schedules the next step.  Steps that wait (for a token, a
+ * through ej_record() (record.c: compare-and-set, save, history, commit)
+ * and only then schedules the next step; a write that failed is written
+ * again before the job's next step.  Steps that wait (for a token, a
  * poll interval, a retry) set next_at; one wake-up timer runs every job
  * whose time has come.
  */
@@ -170,18 +171,43 @@ ej_free_files(struct ejob *j)
 	j->files_loaded = 0;
 }
 
+/* Appends a file row to the job, taking its strings (f is cleared). */
+int
+ej_add_file(struct ejob *j, struct file_row *f)
+{
+	struct file_row *nf;
+	struct fsched *ns;
+
+	nf = realloc(j->files, (j->nfiles + 1) * sizeof(*nf));
+	if (nf == NULL)
+		return -ENOMEM;
+	j->files = nf;
+	ns = realloc(j->fs, (j->nfiles + 1) * sizeof(*ns));
+	if (ns == NULL)
+		return -ENOMEM;
+	j->fs = ns;
+	j->files[j->nfiles] = *f;
+	memset(f, 0, sizeof(*f));
+	memset(&j->fs[j->nfiles], 0, sizeof(j->fs[0]));
+	j->nfiles++;
+	return 0;
+}
+
 /*
- * Moves the job to state to, through job_set_state().  On a store error
- * the job stays where it was and is retried later; the error is logged.
+ * Moves the job to state to (its own state: a checkpoint, a change of
+ * plan within the state, such as the January fallback to /Group/runout)
+ * with a history row saying why, then schedules the next step.  what
+ * (REC_*) names what else is written in the same transaction.  A write
+ * that fails is held and tried again before anything else of the job
+ * runs (see record.c).
  */
 int
-ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
-    void *arg)
+ej_enter(struct ejob *j, enum job_state to, const char *why, unsigned what)
 {
+	const struct config *c = j->e->cfg;
 	enum job_state from = j->row.state;
-	int rc;
-
 	int notify = j->row.notify_state;
+	int rc;
 
 	if (to != JOB_FAILED && to != JOB_CANCELLED && to != JOB_SKIPPED &&
 	    j->row.last_error) {
@@ -192,18 +218,31 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 	if ((to == JOB_FAILED || to == JOB_SKIPPED) && j->pt != NULL &&
 	    j->pt->prof->sns_topic_arn != NULL)
 		j->row.notify_state = 1;
-	rc = job_set_state(j->e->st, &j->row, from, to, why, extra, arg);
-	if (rc != 0)
+	if ((rc = ej_record(j, to, why, what)) != 0) {
 		j->row.notify_state = notify;
-	if (rc != 0) {
-		JLOG(LOG_LVL_ERR, j, "cannot record %s -> %s: %s",
-		    job_state_name(from), job_state_name(to), strerror(-rc));
-		ej_due(j, 5000);
+		if (rc == -ESTALE)
+			return rc;
+		JLOG(LOG_LVL_ERR, j, "cannot record %s -> %s: %s; trying the "
+		    "write again", job_state_name(from), job_state_name(to),
+		    strerror(-rc));
+		free(j->held_why);
+		if ((j->held_why = strdup(why)) != NULL) {
+			j->held_to = to;
+			j->held_what = what;
+		}
+		ej_due(j, ej_backoff(c->retry_min, c->retry_max,
+		    j->write_failures));
 		return rc;
 	}
-	log_job(to == JOB_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO, j->row.id,
-	    j->row.profile, job_state_name(to), "%s -> %s: %s",
-	    job_state_name(from), job_state_name(to), why);
+	if (to == from)
+		JLOG(LOG_LVL_INFO, j, "%s", why);
+	else
+		log_job(to == JOB_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO,
+		    j->row.id, j->row.profile, job_state_name(to),
+		    "%s -> %s: %s", job_state_name(from), job_state_name(to),
+		    why);
+	if (what & REC_FILES)
+		j->files_loaded = 1;
 	ej_ok(j);
 	j->reauth = 0;
 	if (job_state_terminal(to)) {
@@ -217,48 +256,6 @@ ej_enter(struct ejob *j, enum job_state to, const char *why, job_extra_fn extra,
 		ej_due(j, 0);
 	}
 	return 0;
-}
-
-/* Saves the job row as it is (no change of state); logs a failure. */
-int
-ej_save(struct ejob *j)
-{
-	int rc;
-
-	j->row.updated_at = (int64_t)time(NULL);
-	if ((rc = store_job_save(j->e->st, &j->row)) != 0)
-		JLOG(LOG_LVL_ERR, j, "cannot save the job: %s", strerror(-rc));
-	return rc;
-}
-
-/*
- * A same-state checkpoint: saves the job row and a history row saying
- * why, in one transaction, then runs the step again.  For a change of
- * plan within a state (the January fallback to /Group/runout).
- */
-int
-ej_checkpoint(struct ejob *j, const char *why)
-{
-	struct store *st = j->e->st;
-	int64_t now = (int64_t)time(NULL);
-	int rc;
-
-	j->row.updated_at = now;
-	if ((rc = store_begin(st)) != 0)
-		goto fail;
-	if ((rc = store_job_save(st, &j->row)) != 0 ||
-	    (rc = store_history_add(st, j->row.id, now, j->row.state,
-	    j->row.state, why)) != 0 || (rc = store_commit(st)) != 0) {
-		store_rollback(st);
-		goto fail;
-	}
-	JLOG(LOG_LVL_INFO, j, "%s", why);
-	ej_due(j, 0);
-	return 0;
-fail:
-	JLOG(LOG_LVL_ERR, j, "cannot record \"%s\": %s", why, strerror(-rc));
-	ej_due(j, 5000);
-	return rc;
 }
 
 void
@@ -279,11 +276,11 @@ ej_fail(struct ejob *j, const char *fmt, ...)
 		    "later", buf);
 		j->row.notify_state = 1;
 		ej_enter(j, JOB_DONE, "export complete; notification pending",
-		    NULL, NULL);
+		    0);
 		return;
 	}
 	ej_set_error(j, "%s", buf);
-	ej_enter(j, JOB_FAILED, buf, NULL, NULL);
+	ej_enter(j, JOB_FAILED, buf, 0);
 }
 
 /*
@@ -331,6 +328,7 @@ static void
 job_free(struct ejob *j)
 {
 	ej_free_files(j);
+	free(j->held_why);
 	job_row_clear(&j->row);
 	free(j);
 }
@@ -340,7 +338,8 @@ static int
 reapable(const struct ejob *j)
 {
 	return j->ndl == 0 && j->nup == 0 && j->req == NULL && !j->aws_wait &&
-	    !ej_notify_owed(j);
+	    !ej_notify_owed(j) && !j->unsaved && j->held_why == NULL &&
+	    !j->stale;
 }
 
 static void
@@ -356,6 +355,16 @@ wake_cb(uv_timer_t *t)
 			break;
 		if (j->req != NULL || j->aws_wait || j->next_at > now)
 			continue;
+		if (j->stale) {
+			ej_reload(j);
+			continue;
+		}
+		if (j->held_why != NULL || j->unsaved) {
+			/* A write failed: write it before anything else. */
+			j->next_at = NEVER;
+			if (ej_flush(j) != 0 || j->dead)
+				continue;
+		}
 		if (j->dead) {
 			if (ej_notify_owed(j)) {
 				j->next_at = NEVER;
@@ -410,24 +419,32 @@ engine_arm(struct engine *e)
 /* ---- public ------------------------------------------------------------ */
 
 struct engine *
-engine_new(uv_loop_t *loop, const struct config *cfg, struct store *st)
+engine_new(uv_loop_t *loop, const struct config *cfg, const char *db,
+    char *err, size_t errlen)
 {
 	struct engine *e;
 
-	if ((e = calloc(1, sizeof(*e))) == NULL)
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return NULL;
+	}
+	if (ej_store_open(e, db, err, errlen) != 0) {
+		free(e);
+		return NULL;
+	}
 	e->loop = loop;
 	e->cfg = cfg;
-	e->st = st;
 	TAILQ_INIT(&e->jobs);
 	e->tokens = tokens_new(e, cfg);
 	e->http = http_new(loop, cfg->connect_timeout, cfg->low_speed_time);
 	e->reqlog = calloc((size_t)cfg->bcda_request_limit,
 	    sizeof(*e->reqlog));
 	if (e->tokens == NULL || e->http == NULL || e->reqlog == NULL) {
+		snprintf(err, errlen, "cannot set up the engine");
 		free(e->reqlog);
 		free(e->tokens);
 		http_free(e->http);
+		ej_store_close(e);
 		free(e);
 		return NULL;
 	}
@@ -497,11 +514,7 @@ load_owed(struct job_row *row, void *arg)
 int
 engine_start(struct engine *e)
 {
-	int rc;
-
-	if ((rc = store_jobs_active(e->st, load_job, e)) != 0)
-		return rc;
-	return store_jobs_owed(e->st, load_owed, e);
+	return ej_load_jobs(e, load_job, load_owed);
 }
 
 /* Cancels the token and Secrets Manager requests of n profiles' tokens. */
@@ -606,8 +619,13 @@ engine_stop(struct engine *e)
 	struct retired *r;
 
 	e->stopping = 1;
-	TAILQ_FOREACH(j, &e->jobs, entry)
+	TAILQ_FOREACH(j, &e->jobs, entry) {
 		ej_cancel_transfers(j);
+		/* A last try; what stays unwritten is done again on restart. */
+		if ((j->unsaved || j->held_why != NULL) && ej_flush(j) != 0)
+			JLOG(LOG_LVL_WARN, j, "stopping with changes unwritten; "
+			    "their steps run again on restart");
+	}
 	ej_s3_free(e);
 	tokens_stop(e, e->tokens, e->cfg->nprofiles);
 	for (r = e->retired; r != NULL; r = r->next)
@@ -616,6 +634,23 @@ engine_stop(struct engine *e)
 	uv_close((uv_handle_t *)&e->wake, NULL);
 	http_free(e->http);
 	e->http = NULL;
+}
+
+int
+engine_profile(struct engine *e, int i, struct engine_profile *out)
+{
+	const struct ptoken *pt;
+
+	if (i < 0 || i >= e->cfg->nprofiles)
+		return -ENOENT;
+	pt = &e->tokens[i];
+	memset(out, 0, sizeof(*out));
+	out->name = pt->prof->name;
+	if (ej_secret_issued(pt) != 0)
+		out->secret_expires = ej_secret_issued(pt) + SECRET_LIFETIME;
+	ej_secret_warning(pt, time(NULL), out->warning, sizeof(out->warning));
+	out->retries = pt->retries;
+	return 0;
 }
 
 /* After engine_stop and once the loop has run dry. */
@@ -642,6 +677,7 @@ engine_free(struct engine *e)
 		free(r);
 	}
 	free(e->reqlog);
+	ej_store_close(e);
 	free(e);
 }
 
@@ -682,7 +718,7 @@ engine_run(struct engine *e, const char *profile, const char *since, int full,
 		return -ENOMEM;
 	}
 	if (row.profile == NULL ||
-	    (rc = store_job_insert(e->st, &row, (int64_t)time(NULL))) != 0) {
+	    (rc = ej_insert_job(e, &row)) != 0) {
 		job_row_clear(&row);
 		snprintf(err, errlen, "cannot record the job in the database");
 		return -EIO;

@@ -9,15 +9,19 @@
 
 #include <stdint.h>
 
-#include <jansson.h>
 #include <uv.h>
 
 #include "config/config.h"
-#include "store/store.h"
+#include "store/job.h"
 
 struct engine;
 
-struct engine	*engine_new(uv_loop_t *, const struct config *, struct store *);
+/*
+ * Opens (creating and migrating it if needed) the database at db, which
+ * the engine owns from then on.  NULL with a sentence in err on failure.
+ */
+struct engine	*engine_new(uv_loop_t *, const struct config *, const char *db,
+		    char *err, size_t errlen);
 /*
  * Takes a new configuration (SIGHUP): profiles added, changed or removed
  * take effect for new jobs; running jobs keep their settings.  Refused
@@ -42,23 +46,32 @@ int		 engine_run(struct engine *, const char *profile,
 		    size_t errlen);
 int		 engine_cancel(struct engine *, int64_t job_id, char *err,
 		    size_t errlen);
-/* The newest jobs as a JSON array (see bcdad(8) for the fields). */
-json_t		*engine_status(struct engine *, int limit);
-/* Job id alone, the same way (an empty array when there is none). */
-json_t		*engine_job_status(struct engine *, int64_t id);
 /*
- * Job id's every change of state with its time and reason, and its files
- * with their states, as {"history": [...], "files": [...]}; NULL when the
- * job does not exist or the store cannot be read.
+ * Reads for status and metrics (rows as job.h describes them; a callback
+ * owns nothing and may stop the walk by returning non-zero).  0 or a
+ * negative errno; engine_job gives -ENOENT for no such job.
  */
-json_t		*engine_job_detail(struct engine *, int64_t id);
-/* Each profile's watermarks and credential expiry, as a JSON array. */
-json_t		*engine_profiles(struct engine *);
-/*
- * The metrics in Prometheus text format (for node_exporter's textfile
- * collector): malloc'd, or NULL when the store cannot be read.
- */
-char		*engine_metrics(struct engine *);
+int		 engine_jobs(struct engine *, int limit, job_row_fn, void *);
+int		 engine_job(struct engine *, int64_t id, struct job_row *out);
+int		 engine_files(struct engine *, int64_t job_id, file_row_fn,
+		    void *);
+int		 engine_history(struct engine *, int64_t job_id, hist_row_fn,
+		    void *);
+int		 engine_watermarks(struct engine *, mark_row_fn, void *);
+int		 engine_state_counts(struct engine *,
+		    int64_t counts[JOB_NSTATES]);
+int		 engine_outcomes(struct engine *, outcome_row_fn, void *);
+
+/* What the engine knows of a configured profile, beside the database. */
+struct engine_profile {
+	const char	*name;
+	int64_t		 secret_expires;	/* unix seconds, 0 unknown */
+	char		 warning[256];		/* empty: none */
+	uint64_t	 retries;	/* transient failures since start */
+};
+/* Profile i of the configuration in force: 0, or -ENOENT past the last. */
+int		 engine_profile(struct engine *, int i,
+		    struct engine_profile *out);
 /* Jobs not yet in a terminal state, and transfers in flight. */
 int		 engine_active_jobs(const struct engine *);
 int		 engine_active_downloads(const struct engine *);

@@ -2,8 +2,9 @@
  * The engine's private parts, shared by the files of lib/engine/: the
  * scheduler (engine.c), one file per stage (export.c: NEW..POLL,
  * download.c, s3put.c, import.c, notify.c), BCDA access (token.c),
- * cancellation (cancel.c) and status (status.c).  Stages depend on the
- * scheduler and the protocol modules, not on each other.  Nothing outside
+ * cancellation (cancel.c) and the store (record.c, the only file that
+ * touches it).  Stages depend on the scheduler and the protocol modules,
+ * not on each other.  Nothing outside
  * lib/engine/ includes this.
  */
 #ifndef BCDAD_ENGINE_INT_H
@@ -69,7 +70,17 @@ struct fsched {
 	void		*up_arg;	/* its callback's argument, ours to free */
 	int		 reauth;
 	struct dl	*dl;
+	unsigned	 unsaved;	/* FS_*: the row changed, not written */
 };
+
+#define FS_DIRTY	0x1
+#define FS_DROP_PARTS	0x2	/* its part rows go too */
+
+/* What ej_record writes besides the job row and its unsaved files. */
+#define REC_FILES	0x1	/* job->files replace the stored file list */
+#define REC_WATERMARK	0x2	/* the scope's watermark moves to the job's
+				   transactionTime: IMPORT -> NOTIFY only,
+				   once every stage that moves data is done */
 
 struct ejob {
 	TAILQ_ENTRY(ejob) entry;
@@ -106,6 +117,13 @@ struct ejob {
 	int		 manifest_done;
 	int		 s3_swept;	/* stale local copies removed once */
 	int		 dead;
+	/* A failed write, tried again before the next step (record.c). */
+	int		 unsaved;	/* the job row */
+	char		*held_why;	/* a transition, to held_to */
+	enum job_state	 held_to;
+	unsigned	 held_what;
+	int		 write_failures;	/* in a row */
+	int		 stale;		/* lost a compare-and-set: reload */
 };
 
 TAILQ_HEAD(ejob_list, ejob);
@@ -160,12 +178,11 @@ typedef void (*api_done_fn)(struct ejob *, const struct http_resp *);
 uint64_t	ej_backoff(int min_s, int max_s, int n);
 uint64_t	ej_bcda_budget(struct engine *e);
 void	ej_ok(struct ejob *j);
+int	ej_add_file(struct ejob *j, struct file_row *f);
 void	ej_cancel_transfers(struct ejob *j);
-int	ej_checkpoint(struct ejob *j, const char *why);
-int	ej_save(struct ejob *j);
 void	ej_due(struct ejob *j, uint64_t delay_ms);
 int	ej_enter(struct ejob *j, enum job_state to, const char *why,
-	    job_extra_fn extra, void *arg);
+	    unsigned what);
 void	ej_fail(struct ejob *j, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	ej_free_files(struct ejob *j);
@@ -178,6 +195,26 @@ void	ej_set_error(struct ejob *j, const char *fmt, ...)
 void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	engine_arm(struct engine *e);
+
+/* record.c: every write of the store, and the reads */
+int	ej_record(struct ejob *j, enum job_state to, const char *why,
+	    unsigned what);
+int	ej_save(struct ejob *j);
+int	ej_file_save(struct ejob *j, struct file_row *f, int drop_parts);
+int	ej_part_save(struct ejob *j, const struct file_row *f, int part,
+	    const char *etag);
+int	ej_flush(struct ejob *j);
+int	ej_reload(struct ejob *j);
+int	ej_load_files(struct ejob *j);
+int	ej_load_jobs(struct engine *e, job_row_fn active, job_row_fn owed);
+int	ej_insert_job(struct engine *e, struct job_row *row);
+int	ej_parts(struct ejob *j, const struct file_row *f, part_row_fn add,
+	    void *arg);
+int	ej_watermark(struct engine *e, const char *profile, const char *scope,
+	    char **out);
+int	ej_store_open(struct engine *e, const char *path, char *err,
+	    size_t errlen);
+void	ej_store_close(struct engine *e);
 
 /* cancel.c */
 void	step_cancel(struct ejob *j);
@@ -203,9 +240,7 @@ void	step_poll(struct ejob *j);
 void	step_token(struct ejob *j);
 
 /* download.c */
-int	ej_load_files(struct ejob *j);
 void	ej_wake_downloads(struct engine *e);
-void	ej_file_save(struct ejob *j, struct file_row *f);
 void	ej_dl_free(struct dl *d);
 void	step_download(struct ejob *j);
 

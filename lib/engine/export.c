@@ -72,8 +72,7 @@ prepare_kickoff(struct ejob *j, enum bcda_endpoint ep)
 	} else if (j->row.since_mode == SINCE_MODE_FULL) {
 		since = NULL;
 	} else if (p->since == SINCE_AUTO) {
-		if ((rc = store_watermark_get(j->e->st, p->name, scope,
-		    &since)) != 0) {
+		if ((rc = ej_watermark(j->e, p->name, scope, &since)) != 0) {
 			free(scope);
 			ej_retry(j, -1, "cannot read the watermark of %s: %s",
 			    p->name, strerror(-rc));
@@ -113,14 +112,14 @@ step_new(struct ejob *j)
 	    j->pt->prof->endpoint) != 0)
 		return;
 	ej_enter(j, JOB_TOKEN, j->row.since ? "incremental export" :
-	    "full-history export", NULL, NULL);
+	    "full-history export", 0);
 }
 
 void
 step_token(struct ejob *j)
 {
 	if (ej_have_token(j))
-		ej_enter(j, JOB_KICKOFF, "token obtained", NULL, NULL);
+		ej_enter(j, JOB_KICKOFF, "token obtained", 0);
 }
 
 /* ---- KICKOFF ----------------------------------------------------------- */
@@ -144,9 +143,10 @@ no_attribution(struct ejob *j)
 			return;
 		j->row.kickoff_sent = 0;
 		j->list_checked = 0;
-		ej_checkpoint(j, "BCDA has no current attribution for this ACO "
-		    "(January, until the new performance year is loaded); "
-		    "exporting /Group/runout instead (runout_fallback)");
+		ej_enter(j, j->row.state, "BCDA has no current attribution "
+		    "for this ACO (January, until the new performance year is "
+		    "loaded); exporting /Group/runout instead "
+		    "(runout_fallback)", 0);
 		return;
 	}
 	snprintf(why, sizeof(why), "BCDA has no current attribution for this "
@@ -156,7 +156,7 @@ no_attribution(struct ejob *j)
 	    p->endpoint == EP_GROUP_RUNOUT ? "" : "; set runout_fallback = "
 	    "yes to export last year's /Group/runout meanwhile");
 	ej_set_error(j, "%s", why);
-	ej_enter(j, JOB_SKIPPED, why, NULL, NULL);
+	ej_enter(j, JOB_SKIPPED, why, 0);
 }
 
 /* The kickoff answered 404: one of BCDA's three refusals, or a URL error. */
@@ -208,7 +208,7 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 		j->row.kickoffs++;
 		j->row.progress = -1;
 		j->dup429 = 0;
-		ej_enter(j, JOB_POLL, "BCDA accepted the export", NULL, NULL);
+		ej_enter(j, JOB_POLL, "BCDA accepted the export", 0);
 		return;
 	}
 	ej_describe(resp, what, sizeof(what));
@@ -305,7 +305,7 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		j->row.progress = -1;
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "found the BCDA job started before a "
-		    "restart", NULL, NULL);
+		    "restart", 0);
 		return;
 	}
 	if (resp->result == CURLE_OK && resp->status < 500) {
@@ -359,18 +359,20 @@ step_kickoff(struct ejob *j)
 
 /* ---- POLL -------------------------------------------------------------- */
 
-/* Inside the POLL -> DOWNLOAD transaction: one row per manifest file. */
+/*
+ * The job's files, one per manifest entry, in memory: the POLL ->
+ * DOWNLOAD transition writes them (REC_FILES), in place of any list an
+ * older BCDA job left.
+ */
 static int
-insert_files(struct store *st, struct job_row *job, void *arg)
+manifest_files(struct ejob *j, const struct bcda_manifest *m)
 {
-	struct bcda_manifest *m = arg;
 	struct file_row f;
 	char name[128];
 	size_t i, k;
-	int rc, seq;
+	int seq;
 
-	if ((rc = store_files_delete(st, job->id)) != 0)
-		return rc;
+	ej_free_files(j);
 	for (i = 0; i < m->nfiles; i++) {
 		/* n counts files of the same kind and type, in manifest order. */
 		for (seq = 1, k = 0; k < i; k++)
@@ -384,15 +386,17 @@ insert_files(struct store *st, struct job_row *job, void *arg)
 			snprintf(name, sizeof(name), "%s-%d.ndjson",
 			    m->files[i].type, seq);
 		memset(&f, 0, sizeof(f));
-		f.job_id = job->id;
+		f.job_id = j->row.id;
 		f.kind = m->files[i].kind;
-		f.type = m->files[i].type;
-		f.url = m->files[i].url;
 		f.seq = seq;
-		f.name = name;
 		f.state = FILE_PENDING;
-		if ((rc = store_file_insert(st, &f)) != 0)
-			return rc;
+		if ((f.type = strdup(m->files[i].type)) == NULL ||
+		    (f.url = strdup(m->files[i].url)) == NULL ||
+		    (f.name = strdup(name)) == NULL || ej_add_file(j, &f) != 0) {
+			file_row_clear(&f);
+			ej_free_files(j);
+			return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -465,10 +469,10 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 	    &expires) == 0 && expires - FILE_EXPIRY < j->row.completed_at)
 		j->row.completed_at = (int64_t)(expires - FILE_EXPIRY);
 	j->row.progress = 100;
-	ej_free_files(j);
+	if ((rc = manifest_files(j, &m)) != 0)
+		goto out;
 	snprintf(why, sizeof(why), "export complete: %zu files", m.nfiles);
-	ej_enter(j, JOB_DOWNLOAD, why, insert_files, &m);
-	rc = 0;
+	ej_enter(j, JOB_DOWNLOAD, why, REC_FILES);
 out:
 	if (rc == -ENOMEM)
 		ej_retry(j, -1, "out of memory");
@@ -487,7 +491,7 @@ ej_rekickoff(struct ejob *j, const char *why)
 	j->row.progress = -1;
 	j->list_checked = 0;
 	ej_free_files(j);
-	ej_enter(j, JOB_KICKOFF, why, NULL, NULL);
+	ej_enter(j, JOB_KICKOFF, why, 0);
 }
 
 static void

@@ -233,31 +233,6 @@ report_json(const struct hl_job_status *s)
 	return text;
 }
 
-/*
- * Inside the IMPORT -> NOTIFY transaction, once every stage that moves
- * data has succeeded: the scope's watermark, the next export's _since.
- * A failed or cancelled job never gets here.
- */
-static int
-save_cursor(struct store *st, struct job_row *job, void *arg)
-{
-	(void)arg;
-	if (job->transaction_time == NULL || job->scope == NULL)
-		return 0;
-	return store_watermark_set(st, job->profile, job->scope,
-	    job->transaction_time, job->id, (int64_t)time(NULL));
-}
-
-static int
-count_output(struct file_row *f, void *arg)
-{
-	int64_t *n = arg;
-
-	if (f->kind == FILE_OUTPUT)
-		*n += f->lines;
-	return 0;
-}
-
 static void
 on_describe(struct ejob *j, const struct http_resp *resp)
 {
@@ -300,7 +275,7 @@ on_describe(struct ejob *j, const struct http_resp *resp)
 	snprintf(why, sizeof(why), "HealthLake import %s %s: %lld resources "
 	    "imported", j->row.import_job_id, s.status,
 	    (long long)s.resources_imported);
-	ej_enter(j, JOB_NOTIFY, why, save_cursor, NULL);
+	ej_enter(j, JOB_NOTIFY, why, REC_WATERMARK);
 }
 
 void
@@ -310,11 +285,11 @@ step_import(struct ejob *j)
 	char tok[HL_CLIENT_TOKEN_MAX + 1];
 
 	int64_t resources = 0;
-	int rc;
+	size_t i;
 
 	if (p->healthlake_datastore_id == NULL) {
 		ej_enter(j, JOB_NOTIFY, "no HealthLake datastore configured",
-		    save_cursor, NULL);
+		    REC_WATERMARK);
 		return;
 	}
 	if (j->row.import_job_id == NULL && j->row.import_token == NULL) {
@@ -323,15 +298,14 @@ step_import(struct ejob *j)
 		 * nothing to import, and HealthLake would fail on an empty
 		 * prefix.  The export still succeeded.
 		 */
-		if ((rc = store_files(j->e->st, j->row.id, count_output,
-		    &resources)) != 0) {
-			ej_retry(j, -1, "cannot read the file list: %s",
-			    strerror(-rc));
+		if (ej_load_files(j) != 0)
 			return;
-		}
+		for (i = 0; i < j->nfiles; i++)
+			if (j->files[i].kind == FILE_OUTPUT)
+				resources += j->files[i].lines;
 		if (resources == 0) {
 			ej_enter(j, JOB_NOTIFY, "nothing new to import (0 "
-			    "resources)", save_cursor, NULL);
+			    "resources)", REC_WATERMARK);
 			return;
 		}
 	}

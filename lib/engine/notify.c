@@ -79,8 +79,8 @@ notify_message(struct ejob *j)
 	json_t *v;
 	char *text, *uri = NULL, warn[256];
 
-	store_history(j->e->st, j->row.id, add_state, states);
-	store_files(j->e->st, j->row.id, add_file, types);
+	engine_history(j->e, j->row.id, add_state, states);
+	engine_files(j->e, j->row.id, add_file, types);
 	json_object_foreach(types, k, v) {
 		bytes += json_integer_value(json_object_get(v, "bytes"));
 		resources += json_integer_value(json_object_get(v,
@@ -158,7 +158,7 @@ published(struct ejob *j, const struct http_resp *resp, int owed)
 		snprintf(why, sizeof(why), "%s announced on SNS (message %s)",
 		    outcome(j), id);
 		/* notify_state 2 is saved with DONE, in one transaction. */
-		ej_enter(j, JOB_DONE, why, NULL, NULL);
+		ej_enter(j, JOB_DONE, why, 0);
 		return;
 	}
 	aws_parse_error(resp, &e);
@@ -181,8 +181,7 @@ published(struct ejob *j, const struct http_resp *resp, int owed)
 	JLOG(LOG_LVL_WARN, j, "%s; the outcome is kept and announced later",
 	    why);
 	j->row.notify_state = 1;
-	ej_enter(j, JOB_DONE, "export complete; notification pending", NULL,
-	    NULL);
+	ej_enter(j, JOB_DONE, "export complete; notification pending", 0);
 	j->next_at = ej_now(j->e) + ej_backoff(j->e->cfg->retry_min,
 	    j->e->cfg->retry_max, 1);
 	engine_arm(j->e);
@@ -212,14 +211,14 @@ step_notify(struct ejob *j)
 		    "%lld error, %lld warning)", j->row.transaction_time,
 		    j->row.out_dir, (long long)(j->row.err_counts[0] +
 		    j->row.err_counts[1]), (long long)j->row.err_counts[2]);
-		ej_enter(j, JOB_DONE, why, NULL, NULL);
+		ej_enter(j, JOB_DONE, why, 0);
 		return;
 	}
 	if (j->e->region == NULL) {
 		if (j->e->region_error[0] != '\0') {
 			j->row.notify_state = 1;
 			ej_enter(j, JOB_DONE, "export complete; no AWS region "
-			    "to notify", NULL, NULL);
+			    "to notify", 0);
 		}
 		return;
 	}

@@ -54,6 +54,30 @@ region_cb(void *arg, const char *region, const char *error)
 	engine_arm(e);
 }
 
+/* The argument of a file's upload: its done callback and its journal. */
+struct file_up {
+	struct ejob	*job;
+	size_t		 idx;
+};
+
+static int
+up_record(void *arg, struct file_row *f, int part, const char *etag)
+{
+	struct file_up *fu = arg;
+
+	if (part == 0)
+		return ej_file_save(fu->job, f, f->s3_upload_id == NULL);
+	return ej_part_save(fu->job, f, part, etag);
+}
+
+static int
+up_parts(void *arg, const struct file_row *f, part_row_fn add, void *add_arg)
+{
+	struct file_up *fu = arg;
+
+	return ej_parts(fu->job, f, add, add_arg);
+}
+
 /*
  * Sets up AWS credentials (the standard chain) and the region when a
  * profile uses AWS (S3, SNS, Secrets Manager).  Credentials are fetched
@@ -80,7 +104,8 @@ ej_s3_init(struct engine *e)
 		return -ENOMEM;
 	e->uenv.loop = e->loop;
 	e->uenv.http = e->http;
-	e->uenv.st = e->st;
+	e->uenv.journal.record = up_record;
+	e->uenv.journal.parts = up_parts;
 	e->uenv.creds = e->creds;
 	e->uenv.retry_min = e->cfg->retry_min;
 	e->uenv.retry_max = e->cfg->retry_max;
@@ -119,11 +144,6 @@ loc_of(const struct ejob *j, struct s3_loc *l)
 	l->kms_key_id = p->kms_key_id;
 }
 
-struct file_up {
-	struct ejob	*job;
-	size_t		 idx;
-};
-
 static void
 up_finished(struct ejob *j)
 {
@@ -151,25 +171,18 @@ file_uploaded(struct upload *u, int rc, const char *why, void *arg)
 		f->last_error = strdup(why);
 		JLOG(LOG_LVL_WARN, j, "file %s not stored in S3: %s", f->name,
 		    why);
-		ej_file_save(j, f);
+		ej_file_save(j, f, 0);
 		up_finished(j);
 		return;
 	}
 	f->s3_state = S3_DONE;
 	free(f->s3_upload_id);
 	f->s3_upload_id = NULL;
-	if (store_begin(j->e->st) != 0 ||
-	    store_parts_delete(j->e->st, f->id) != 0 ||
-	    store_file_save(j->e->st, f) != 0 || store_commit(j->e->st) != 0) {
-		store_rollback(j->e->st);
-		/* Not recorded: the next attempt overwrites the same key. */
-		f->s3_state = S3_PENDING;
-		s->up_next_at = ej_now(j->e) + 5000;
-		up_finished(j);
-		return;
-	}
 	JLOG(LOG_LVL_DEBUG, j, "file %s stored in S3", f->name);
-	if (!j->pt->prof->keep_local && (path = local_path(j, f->name))) {
+	/* Unrecorded, the local copy stays until the write is retried. */
+	if (ej_file_save(j, f, 1) != 0)
+		j->s3_swept = 0;
+	else if (!j->pt->prof->keep_local && (path = local_path(j, f->name))) {
 		unlink(path);
 		free(path);
 	}
@@ -209,7 +222,7 @@ start_upload(struct ejob *j, size_t i)
 		f->s3_state = S3_FAILED;
 		free(f->last_error);
 		f->last_error = strdup(why);
-		ej_file_save(j, f);
+		ej_file_save(j, f, 0);
 	} else {
 		j->nup++;
 		j->e->nup++;
@@ -360,7 +373,7 @@ step_s3_put(struct ejob *j)
 
 	if (!uses_s3(j)) {
 		ej_enter(j, JOB_IMPORT, "no S3 bucket configured; files stay "
-		    "in the local directory", NULL, NULL);
+		    "in the local directory", 0);
 		return;
 	}
 	p = j->pt->prof;
@@ -418,7 +431,7 @@ step_s3_put(struct ejob *j)
 		    "s3://%s/%s", j->nfiles, p->s3_bucket, key ? key : "");
 		free(key);
 		j->manifest_done = 0;
-		ej_enter(j, JOB_IMPORT, why, NULL, NULL);
+		ej_enter(j, JOB_IMPORT, why, 0);
 		return;
 	}
 	/* Last, so that its presence in S3 means the export is complete. */

@@ -98,16 +98,19 @@ job_transition_ok(enum job_state from, enum job_state to)
  * row, commit; only after the commit does memory change, so a failed
  * write leaves the job exactly as it was on disk and in memory.
  */
-int
-job_set_state(struct store *st, struct job_row *job, enum job_state expected,
+/*
+ * The one write of a job: compare-and-set of its state (to itself for a
+ * checkpoint), every field, extra, and a history row for a change of
+ * state or a reason, in one transaction.
+ */
+static int
+job_write(struct store *st, struct job_row *job, enum job_state expected,
     enum job_state to, const char *why, job_extra_fn extra, void *arg)
 {
 	int64_t now = (int64_t)time(NULL);
 	int64_t saved_updated = job->updated_at;
 	int rc;
 
-	if (!job_transition_ok(expected, to))
-		return -EINVAL;
 	if (job->state != expected)
 		return -ESTALE;
 	if ((rc = store_begin(st)) != 0)
@@ -120,7 +123,8 @@ job_set_state(struct store *st, struct job_row *job, enum job_state expected,
 		goto fail;
 	if (extra != NULL && (rc = extra(st, job, arg)) != 0)
 		goto fail;
-	if ((rc = store_history_add(st, job->id, now, expected, to, why)) != 0)
+	if ((expected != to || why != NULL) && (rc = store_history_add(st,
+	    job->id, now, expected, to, why)) != 0)
 		goto fail;
 	if ((rc = store_commit(st)) != 0)
 		goto fail;
@@ -130,6 +134,22 @@ fail:
 	job->state = expected;
 	job->updated_at = saved_updated;
 	return rc;
+}
+
+int
+job_set_state(struct store *st, struct job_row *job, enum job_state expected,
+    enum job_state to, const char *why, job_extra_fn extra, void *arg)
+{
+	if (!job_transition_ok(expected, to))
+		return -EINVAL;
+	return job_write(st, job, expected, to, why, extra, arg);
+}
+
+int
+job_checkpoint(struct store *st, struct job_row *job, const char *why,
+    job_extra_fn extra, void *arg)
+{
+	return job_write(st, job, job->state, job->state, why, extra, arg);
 }
 
 void

@@ -105,6 +105,45 @@ struct file_row {
 	int64_t		 s3_part_size;
 };
 
+/*
+ * A watermark: the transactionTime of a profile's last complete export of
+ * one scope (API version, endpoint, types, type filter), the next _since.
+ */
+struct mark_row {
+	char		*profile;
+	char		*scope;
+	char		*transaction_time;
+	int64_t		 updated_at;
+	int64_t		 job_id;
+};
+
+/*
+ * For metrics, per profile with an ended job: its newest ended job (state,
+ * when), when it last ended DONE (0 never), and the resources and bytes
+ * of that DONE export.
+ */
+struct outcome_row {
+	char		*profile;
+	int		 last_state;
+	int64_t		 last_at;
+	int64_t		 done_at;
+	int64_t		 resources;
+	int64_t		 bytes;
+};
+
+/*
+ * Walks over rows: see store_jobs_active() for what a callback may do.
+ * A history row's from is -1 for the job's creation.
+ */
+typedef int (*job_row_fn)(struct job_row *job, void *arg);
+typedef int (*file_row_fn)(struct file_row *file, void *arg);
+typedef int (*hist_row_fn)(int64_t at, enum job_state from,
+	    enum job_state to, const char *reason, void *arg);
+typedef int (*mark_row_fn)(const struct mark_row *, void *arg);
+typedef int (*outcome_row_fn)(const struct outcome_row *, void *arg);
+/* A multipart upload part S3 acknowledged (its ETag verbatim). */
+typedef int (*part_row_fn)(int number, const char *etag, void *arg);
+
 struct store;
 
 const char	*job_state_name(enum job_state);
@@ -127,6 +166,14 @@ typedef int (*job_extra_fn)(struct store *, struct job_row *, void *arg);
  */
 int	job_set_state(struct store *, struct job_row *job,
 	    enum job_state expected, enum job_state to, const char *why,
+	    job_extra_fn extra, void *arg);
+/*
+ * The same without a change of state: checks that the stored state is
+ * still job->state (-ESTALE if not), saves every field, runs extra, and
+ * adds a history row when why is not NULL.  Every other durable write of
+ * a job, its files and its upload parts goes through here.
+ */
+int	job_checkpoint(struct store *, struct job_row *job, const char *why,
 	    job_extra_fn extra, void *arg);
 
 void	job_row_clear(struct job_row *);

@@ -87,7 +87,7 @@ store_watermark_set(struct store *st, const char *profile, const char *scope,
 static int
 mark_read(sqlite3_stmt *stmt, void *row)
 {
-	struct store_mark *m = row;
+	struct mark_row *m = row;
 	struct reader r = { stmt, 0, 0 };
 
 	m->profile = sq_r_text(&r);
@@ -105,12 +105,12 @@ mark_read(sqlite3_stmt *stmt, void *row)
 
 /* Every watermark, by profile and then newest first; rows read first. */
 int
-store_watermarks(struct store *st, store_mark_cb cb, void *arg)
+store_watermarks(struct store *st, mark_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT profile, scope, transaction_time, "
 	    "updated_at, job_id FROM watermark ORDER BY profile, updated_at "
 	    "DESC";
-	struct store_mark *rows;
+	struct mark_row *rows;
 	sqlite3_stmt *stmt;
 	size_t n, i;
 	int rc;
@@ -155,7 +155,7 @@ store_state_counts(struct store *st, int64_t counts[JOB_NSTATES])
 static int
 outcome_read(sqlite3_stmt *stmt, void *row)
 {
-	struct store_outcome *o = row;
+	struct outcome_row *o = row;
 	struct reader r = { stmt, 0, 0 };
 
 	o->profile = sq_r_text(&r);
@@ -168,7 +168,7 @@ outcome_read(sqlite3_stmt *stmt, void *row)
 }
 
 int
-store_outcomes(struct store *st, store_outcome_cb cb, void *arg)
+store_outcomes(struct store *st, outcome_row_fn cb, void *arg)
 {
 	/* Ended: DONE, FAILED, CANCELLED, SKIPPED (job.h). */
 	static const char sql[] =
@@ -185,7 +185,7 @@ store_outcomes(struct store *st, store_outcome_cb cb, void *arg)
 	    "FROM last l JOIN jobs j ON j.id = l.id "
 	    "LEFT JOIN done dn ON dn.profile = l.profile "
 	    "LEFT JOIN jobs d ON d.id = dn.id ORDER BY l.profile";
-	struct store_outcome *rows;
+	struct outcome_row *rows;
 	sqlite3_stmt *stmt;
 	size_t n, i;
 	int rc;

@@ -1041,7 +1041,7 @@ done:
  */
 static int
 jobs_list(struct store *st, const char *sql, const int *params, int nparams,
-    store_job_cb cb, void *arg, const char *what)
+    job_row_fn cb, void *arg, const char *what)
 {
 	sqlite3_stmt *stmt;
 	struct job_row *rows;
@@ -1064,7 +1064,7 @@ jobs_list(struct store *st, const char *sql, const int *params, int nparams,
 }
 
 int
-store_jobs_active(struct store *st, store_job_cb cb, void *arg)
+store_jobs_active(struct store *st, job_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
 	    "WHERE state NOT IN (?, ?, ?, ?) ORDER BY id";
@@ -1076,7 +1076,7 @@ store_jobs_active(struct store *st, store_job_cb cb, void *arg)
 
 /* Ended jobs whose outcome is still to be announced (notify_state 1). */
 int
-store_jobs_owed(struct store *st, store_job_cb cb, void *arg)
+store_jobs_owed(struct store *st, job_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
 	    "WHERE notify_state = ? AND state IN (?, ?, ?, ?) ORDER BY id";
@@ -1087,7 +1087,7 @@ store_jobs_owed(struct store *st, store_job_cb cb, void *arg)
 }
 
 int
-store_jobs_recent(struct store *st, int limit, store_job_cb cb, void *arg)
+store_jobs_recent(struct store *st, int limit, job_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
 	    "ORDER BY id DESC LIMIT ?";
@@ -1124,7 +1124,7 @@ hist_read(sqlite3_stmt *stmt, void *row)
 }
 
 int
-store_history(struct store *st, int64_t job_id, store_hist_cb cb, void *arg)
+store_history(struct store *st, int64_t job_id, hist_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT at, from_state, to_state, reason "
 	    "FROM job_history WHERE job_id = ? ORDER BY id";
@@ -1196,7 +1196,7 @@ store_file_save(struct store *st, const struct file_row *file)
 
 /* A job's files by kind, type and seq; see jobs_list() for callbacks. */
 int
-store_files(struct store *st, int64_t job_id, store_file_cb cb, void *arg)
+store_files(struct store *st, int64_t job_id, file_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT " FILE_COLS " FROM files "
 	    "WHERE job_id = ? ORDER BY kind, type, seq";
@@ -1257,7 +1257,7 @@ store_part_add(struct store *st, int64_t file_id, int number, const char *etag)
 
 /* Every part S3 acknowledged for a file, by number. */
 int
-store_parts(struct store *st, int64_t file_id, store_part_cb cb, void *arg)
+store_parts(struct store *st, int64_t file_id, part_row_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT number, etag FROM parts "
 	    "WHERE file_id = ? ORDER BY number";

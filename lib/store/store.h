@@ -61,11 +61,6 @@ int	store_history_add(struct store *, int64_t job_id, int64_t at,
 	    enum job_state from, enum job_state to, const char *reason);
 int	store_job_get(struct store *, int64_t id, struct job_row *out);
 
-typedef int (*store_job_cb)(struct job_row *job, void *arg);
-typedef int (*store_file_cb)(struct file_row *file, void *arg);
-typedef int (*store_hist_cb)(int64_t at, enum job_state from,
-	    enum job_state to, const char *reason, void *arg);
-
 /*
  * Non-terminal jobs, oldest first.  The callback owns nothing: copy (or
  * take a string and set its pointer to NULL).  Rows are read before the
@@ -73,65 +68,39 @@ typedef int (*store_hist_cb)(int64_t at, enum job_state from,
  * and is returned.  The same holds for store_history (whose creation row
  * has from == -1) and store_files.
  */
-int	store_jobs_active(struct store *, store_job_cb, void *arg);
+int	store_jobs_active(struct store *, job_row_fn, void *arg);
 /* Ended jobs whose outcome is still owed to SNS (notify_state 1). */
-int	store_jobs_owed(struct store *, store_job_cb, void *arg);
+int	store_jobs_owed(struct store *, job_row_fn, void *arg);
 /* The newest limit jobs, newest first. */
-int	store_jobs_recent(struct store *, int limit, store_job_cb, void *arg);
-int	store_history(struct store *, int64_t job_id, store_hist_cb, void *);
+int	store_jobs_recent(struct store *, int limit, job_row_fn, void *arg);
+int	store_history(struct store *, int64_t job_id, hist_row_fn, void *);
 
 /* Inserts a file row (state PENDING); sets file->id. */
 int	store_file_insert(struct store *, struct file_row *file);
 /* Writes state, attempts, lines, bytes, sha256, last_error and s3_*. */
 int	store_file_save(struct store *, const struct file_row *file);
-int	store_files(struct store *, int64_t job_id, store_file_cb, void *arg);
+int	store_files(struct store *, int64_t job_id, file_row_fn, void *arg);
 /* Deletes all file rows of a job (re-kickoff after expiry). */
 int	store_files_delete(struct store *, int64_t job_id);
 
 /* Multipart upload parts S3 acknowledged (ETags kept verbatim). */
-typedef int (*store_part_cb)(int number, const char *etag, void *arg);
 int	store_part_add(struct store *, int64_t file_id, int number,
 	    const char *etag);
-int	store_parts(struct store *, int64_t file_id, store_part_cb, void *arg);
+int	store_parts(struct store *, int64_t file_id, part_row_fn, void *arg);
 int	store_parts_delete(struct store *, int64_t file_id);
 
-/*
- * Watermarks: the transactionTime of a profile's last complete export of
- * one scope (API version, endpoint, types, type filter), the next _since.
- * get sets *out NULL when there is none.
- */
-struct store_mark {
-	char		*profile;
-	char		*scope;
-	char		*transaction_time;
-	int64_t		 updated_at;
-	int64_t		 job_id;
-};
-typedef int (*store_mark_cb)(const struct store_mark *, void *arg);
+/* Watermarks (see struct mark_row); get sets *out NULL when none. */
 int	store_watermark_get(struct store *, const char *profile,
 	    const char *scope, char **out);
 int	store_watermark_set(struct store *, const char *profile,
 	    const char *scope, const char *transaction_time, int64_t job_id,
 	    int64_t now);
-int	store_watermarks(struct store *, store_mark_cb, void *arg);
+int	store_watermarks(struct store *, mark_row_fn, void *arg);
 
 /* For metrics: how many jobs are in each state. */
 int	store_state_counts(struct store *, int64_t counts[JOB_NSTATES]);
 
-/*
- * For metrics, per profile with an ended job: its newest ended job (state,
- * when), when it last ended DONE (0 never), and the resources and bytes
- * of that DONE export.
- */
-struct store_outcome {
-	char		*profile;
-	int		 last_state;
-	int64_t		 last_at;
-	int64_t		 done_at;
-	int64_t		 resources;
-	int64_t		 bytes;
-};
-typedef int (*store_outcome_cb)(const struct store_outcome *, void *arg);
-int	store_outcomes(struct store *, store_outcome_cb, void *arg);
+/* For metrics: see struct outcome_row. */
+int	store_outcomes(struct store *, outcome_row_fn, void *arg);
 
 #endif

@@ -2,15 +2,20 @@
  * The engine (lib/engine/) on a real uv loop and a real SQLite store, with
  * tests/unit/engine/fake_http.c linked in place of the HTTP module: whole
  * jobs through their stages, a cancel while the kickoff is unanswered, and
- * a shutdown with a download in flight, without a socket.
+ * a shutdown with a download in flight, without a socket; and the store
+ * failing under it (SQLite triggers that refuse a write while the test
+ * says so): the write is retried, never the step that led to it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "fake_http.c"
 
@@ -113,9 +118,10 @@ world_new(struct world *w)
 	}
 	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
 	uv_loop_init(&w->loop);
-	if (store_open(path, 0, &w->st, err, sizeof(err)) != 0 ||
-	    (w->e = engine_new(&w->loop, w->cfg, w->st)) == NULL ||
-	    engine_start(w->e) != 0) {
+	/* The engine's connection, and the test's own to watch it. */
+	if ((w->e = engine_new(&w->loop, w->cfg, path, err,
+	    sizeof(err))) == NULL || store_open(path, 0, &w->st, err,
+	    sizeof(err)) != 0 || engine_start(w->e) != 0) {
 		fprintf(stderr, "setup: %s\n", err);
 		exit(1);
 	}
@@ -284,8 +290,144 @@ T_TEST(t_since_override_and_full)
 	world_free(&w);
 }
 
+/* Runs SQL on the engine's database through a connection of our own. */
+static void
+sql(struct world *w, const char *fmt, ...)
+{
+	char path[128], *q, *err = NULL;
+	sqlite3 *db;
+	va_list ap;
+
+	va_start(ap, fmt);
+	q = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK || q == NULL ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+	    sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
+		T_FAIL("%s: %s", q ? q : "?", err ? err : sqlite3_errmsg(db));
+	sqlite3_free(err);
+	sqlite3_free(q);
+	sqlite3_close(db);
+}
+
+/*
+ * Makes the store refuse updates of table on WHEN when, until the test
+ * empties the inject table; then runs a new job for ms, in which it must
+ * not get past state stays.  Returns the job's id.
+ */
+static int64_t
+run_refused(struct world *w, const char *on, const char *when,
+    enum job_state stays, uint64_t ms)
+{
+	int64_t id;
+
+	sql(w, "CREATE TABLE inject (x); INSERT INTO inject VALUES (1); "
+	    "CREATE TRIGGER refuse BEFORE UPDATE ON %s WHEN (%s) AND EXISTS "
+	    "(SELECT 1 FROM inject) BEGIN SELECT RAISE(ABORT, 'injected'); "
+	    "END", on, when);
+	id = run(w, NULL, 0);
+	T_EQ_INT(run_for(w, id, (enum job_state)(stays + 1), ms), stays);
+	return id;
+}
+
+/* How many history rows of job id enter state to. */
+static int
+history_count(struct world *w, int64_t id, enum job_state to)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM job_history WHERE "
+	    "job_id = ? AND to_state = ?", -1, &st, NULL) != SQLITE_OK) {
+		T_FAIL("history: %s", sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, (int)to);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/*
+ * The KICKOFF -> POLL write fails: the transition is held and written
+ * again, and the kickoff is not sent a second time.
+ */
+T_TEST(t_failed_transition_is_written_again_not_redone)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	T_EQ_INT(JOB_POLL, 3);
+	/* Two seconds: retried at least once (retry_min 1 s), in vain. */
+	id = run_refused(&w, "jobs", "NEW.state = 3 AND OLD.state <> 3",
+	    JOB_KICKOFF, 2000);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 1);
+	sql(&w, "DELETE FROM inject");
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 1);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/jobs?"), 0);
+	T_EQ_INT(history_count(&w, id, JOB_POLL), 1);
+	world_free(&w);
+}
+
+/*
+ * The write of a downloaded file fails, and with it the DOWNLOAD -> S3_PUT
+ * transition that must include it: nothing moves until the store takes
+ * the writes, and the file is fetched once.
+ */
+T_TEST(t_failed_file_write_is_written_again_not_refetched)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	id = run_refused(&w, "files", "NEW.state <> OLD.state", JOB_DOWNLOAD,
+	    2500);
+	T_EQ_INT(fake_count("GET " DATA), 1);
+	sql(&w, "DELETE FROM inject");
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 1);
+	T_EQ_INT(history_count(&w, id, JOB_S3_PUT), 1);
+	world_free(&w);
+}
+
+/*
+ * Someone else moved the job in the database while its transition was
+ * held: the compare-and-set fails, and the engine reloads the job and
+ * follows the stored state instead of overwriting it.
+ */
+T_TEST(t_stale_job_is_reloaded)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	id = run_refused(&w, "jobs", "NEW.state = 3 AND OLD.state <> 3",
+	    JOB_KICKOFF, 1200);
+	sql(&w, "UPDATE jobs SET state = %d WHERE id = %lld; DELETE FROM "
+	    "inject", (int)JOB_FAILED, (long long)id);
+	run_for(&w, id, JOB_POLL, 3000);
+	T_EQ_INT(engine_active_jobs(w.e), 0);
+	T_EQ_INT(run_for(&w, id, JOB_FAILED, 100), JOB_FAILED);
+	T_EQ_INT(fake_count("GET " STATUS), 0);
+	world_free(&w);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
     T_CASE(t_shutdown_with_download_in_flight),
-    T_CASE(t_since_override_and_full))
+    T_CASE(t_since_override_and_full),
+    T_CASE(t_failed_transition_is_written_again_not_redone),
+    T_CASE(t_failed_file_write_is_written_again_not_refetched),
+    T_CASE(t_stale_job_is_reloaded))

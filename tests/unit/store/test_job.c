@@ -458,6 +458,57 @@ T_TEST(test_set_state_stale)
 	tstore_close(&t);
 }
 
+/*
+ * A checkpoint saves the row and runs extra in the job's state, with a
+ * history row only when it gives a reason; a stale one writes nothing.
+ */
+T_TEST(test_checkpoint)
+{
+	struct tstore t;
+	struct job_row j, got, other;
+	struct extra_ctx x = { 0, 0, -1 };
+	struct hist h;
+
+	if (tstore_open(&t) != 0)
+		return;
+	T_EQ_INT(new_job(t.st, &j), 0);
+	j.progress = 40;
+	T_EQ_INT(job_checkpoint(t.st, &j, NULL, extra_cb, &x), 0);
+	T_EQ_INT(x.calls, 1);
+	T_EQ_INT(x.seen_state, JOB_NEW);
+	T_EQ_INT(history_of(t.st, j.id, &h), 0);
+	T_EQ_INT(h.n, 1);			/* creation only */
+	j.runout = 1;
+	T_EQ_INT(job_checkpoint(t.st, &j, "change of plan", NULL, NULL), 0);
+	T_EQ_INT(history_of(t.st, j.id, &h), 0);
+	T_EQ_INT(h.n, 2);
+	T_EQ_INT(h.from[1], JOB_NEW);
+	T_EQ_INT(h.to[1], JOB_NEW);
+	T_EQ_STR(h.reason[1], "change of plan");
+	T_EQ_INT(store_job_get(t.st, j.id, &got), 0);
+	T_EQ_INT(got.progress, 40);
+	T_EQ_INT(got.runout, 1);
+	T_EQ_INT(nfiles(t.st, j.id), 1);
+	job_row_clear(&got);
+
+	/* Another writer moved it: nothing of ours is written. */
+	T_EQ_INT(store_job_get(t.st, j.id, &other), 0);
+	T_EQ_INT(store_job_cas_state(t.st, other.id, JOB_NEW, JOB_TOKEN,
+	    2000), 0);
+	job_row_clear(&other);
+	j.progress = 90;
+	T_EQ_INT(job_checkpoint(t.st, &j, "stale", extra_cb, &x), -ESTALE);
+	T_EQ_INT(j.state, JOB_NEW);
+	T_EQ_INT(x.calls, 1);
+	T_EQ_INT(store_job_get(t.st, j.id, &got), 0);
+	T_EQ_INT(got.state, JOB_TOKEN);
+	T_EQ_INT(got.progress, 40);
+	job_row_clear(&got);
+	T_EQ_INT(nfiles(t.st, j.id), 1);
+	job_row_clear(&j);
+	tstore_close(&t);
+}
+
 T_TEST(test_set_state_extra_fails)
 {
 	struct tstore t;
@@ -531,5 +582,6 @@ T_MAIN("job",
     T_CASE(test_set_state_legal),
     T_CASE(test_set_state_illegal),
     T_CASE(test_set_state_stale),
+    T_CASE(test_checkpoint),
     T_CASE(test_set_state_extra_fails),
     T_CASE(test_set_state_nested_rollback))

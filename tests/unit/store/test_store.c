@@ -977,7 +977,7 @@ struct marks {
 };
 
 static int
-collect_mark(const struct store_mark *m, void *arg)
+collect_mark(const struct mark_row *m, void *arg)
 {
 	struct marks *ms = arg;
 

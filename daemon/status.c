@@ -1,6 +1,9 @@
 /*
- * What `bcdad status` shows: the newest jobs with their file tallies, and
- * each profile's watermarks and credential warnings, as JSON.
+ * What the control socket answers to status and history, and the metrics
+ * file: the newest jobs with their file tallies, each profile's
+ * watermarks and credential warnings, a job's history and files, as JSON
+ * (see bcdad(8)); the metrics in Prometheus text format.  All read
+ * through the engine.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine_int.h"
+#include <jansson.h>
+
+#include "bcdad.h"
 
 struct status_ctx {
 	struct engine	*e;
@@ -47,7 +52,7 @@ status_job(struct job_row *r, void *arg)
 	struct file_tally t = { 0 };
 	json_t *o;
 
-	store_files(c->e->st, r->id, tally_file, &t);
+	engine_files(c->e, r->id, tally_file, &t);
 	o = json_pack("{s:I, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
 	    "s:I, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:b}",
 	    "id", (json_int_t)r->id, "profile", r->profile,
@@ -68,22 +73,22 @@ status_job(struct job_row *r, void *arg)
 }
 
 json_t *
-engine_status(struct engine *e, int limit)
+status_jobs(struct engine *e, int limit)
 {
 	struct status_ctx c = { e, json_array() };
 
 	if (c.arr == NULL)
 		return NULL;
-	if (store_jobs_recent(e->st, limit, status_job, &c) != 0) {
+	if (engine_jobs(e, limit, status_job, &c) != 0) {
 		json_decref(c.arr);
 		return NULL;
 	}
 	return c.arr;
 }
 
-/* One job, as engine_status shows it, in an array (empty if none). */
+/* One job, as status_jobs shows it, in an array (empty if none). */
 json_t *
-engine_job_status(struct engine *e, int64_t id)
+status_job_one(struct engine *e, int64_t id)
 {
 	struct status_ctx c = { e, json_array() };
 	struct job_row row;
@@ -91,7 +96,7 @@ engine_job_status(struct engine *e, int64_t id)
 
 	if (c.arr == NULL)
 		return NULL;
-	if ((rc = store_job_get(e->st, id, &row)) == 0) {
+	if ((rc = engine_job(e, id, &row)) == 0) {
 		status_job(&row, &c);
 		job_row_clear(&row);
 	} else if (rc != -ENOENT) {
@@ -102,7 +107,7 @@ engine_job_status(struct engine *e, int64_t id)
 }
 
 static int
-status_mark(const struct store_mark *m, void *arg)
+status_mark(const struct mark_row *m, void *arg)
 {
 	json_t *by = arg, *p;
 
@@ -116,31 +121,29 @@ status_mark(const struct store_mark *m, void *arg)
 }
 
 json_t *
-engine_profiles(struct engine *e)
+status_profiles(struct engine *e)
 {
 	json_t *arr = json_array(), *by = json_object(), *p;
-	char warn[256];
+	struct engine_profile ep;
 	int i;
 
 	if (arr == NULL || by == NULL)
 		goto fail;
-	for (i = 0; i < e->cfg->nprofiles; i++) {
-		const struct profile *pr = e->cfg->profiles[i];
-
-		p = json_pack("{s:s, s:o}", "profile", pr->name, "watermarks",
+	for (i = 0; engine_profile(e, i, &ep) == 0; i++) {
+		p = json_pack("{s:s, s:o}", "profile", ep.name, "watermarks",
 		    json_array());
 		if (p == NULL)
 			goto fail;
-		if (ej_secret_issued(&e->tokens[i]) != 0)
-			json_object_set_new(p, "secret_expires", json_integer(
-			    ej_secret_issued(&e->tokens[i]) + SECRET_LIFETIME));
-		if (ej_secret_warning(&e->tokens[i], time(NULL), warn,
-		    sizeof(warn)))
-			json_object_set_new(p, "warning", json_string(warn));
-		json_object_set_new(by, pr->name, json_incref(p));
+		if (ep.secret_expires != 0)
+			json_object_set_new(p, "secret_expires",
+			    json_integer(ep.secret_expires));
+		if (ep.warning[0] != '\0')
+			json_object_set_new(p, "warning",
+			    json_string(ep.warning));
+		json_object_set_new(by, ep.name, json_incref(p));
 		json_array_append_new(arr, p);
 	}
-	if (store_watermarks(e->st, status_mark, by) != 0)
+	if (engine_watermarks(e, status_mark, by) != 0)
 		goto fail;
 	json_decref(by);
 	return arr;
@@ -177,20 +180,20 @@ detail_file(struct file_row *f, void *arg)
 }
 
 json_t *
-engine_job_detail(struct engine *e, int64_t id)
+status_job_detail(struct engine *e, int64_t id)
 {
 	json_t *o, *hist = json_array(), *files = json_array();
 	struct job_row row;
 
-	if (store_job_get(e->st, id, &row) != 0 || hist == NULL ||
+	if (engine_job(e, id, &row) != 0 || hist == NULL ||
 	    files == NULL) {
 		json_decref(hist);
 		json_decref(files);
 		return NULL;
 	}
 	job_row_clear(&row);
-	if (store_history(e->st, id, detail_history, hist) != 0 ||
-	    store_files(e->st, id, detail_file, files) != 0) {
+	if (engine_history(e, id, detail_history, hist) != 0 ||
+	    engine_files(e, id, detail_file, files) != 0) {
 		json_decref(hist);
 		json_decref(files);
 		return NULL;
@@ -208,12 +211,24 @@ struct metrics {
 };
 
 static int
-outcome_line(const struct store_outcome *o, void *arg)
+configured(struct engine *e, const char *profile)
+{
+	struct engine_profile ep;
+	int i;
+
+	for (i = 0; engine_profile(e, i, &ep) == 0; i++)
+		if (strcmp(ep.name, profile) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+outcome_line(const struct outcome_row *o, void *arg)
 {
 	struct metrics *m = arg;
 
 	/* Profile names are [A-Za-z0-9_-]: nothing to escape in a label. */
-	if (pt_for(m->e, o->profile) == NULL)
+	if (!configured(m->e, o->profile))
 		return 0;
 	switch (m->section) {
 	case 0:
@@ -239,7 +254,7 @@ outcome_line(const struct store_outcome *o, void *arg)
 }
 
 char *
-engine_metrics(struct engine *e)
+status_metrics(struct engine *e)
 {
 	static const char *const family[][2] = {
 		{ "bcdad_last_success_timestamp_seconds", "When the profile's "
@@ -252,19 +267,20 @@ engine_metrics(struct engine *e)
 		    "last DONE export." },
 	};
 	struct metrics m = { e, NULL, 0 };
+	struct engine_profile ep;
 	int64_t counts[JOB_NSTATES];
 	char *text = NULL;
 	size_t len = 0;
 	int i, rc = 0;
 
-	if (store_state_counts(e->st, counts) != 0 ||
+	if (engine_state_counts(e, counts) != 0 ||
 	    (m.f = open_memstream(&text, &len)) == NULL)
 		return NULL;
 	for (m.section = 0; m.section < 4 && rc == 0; m.section++) {
 		fprintf(m.f, "# HELP %s %s\n# TYPE %s gauge\n",
 		    family[m.section][0], family[m.section][1],
 		    family[m.section][0]);
-		rc = store_outcomes(e->st, outcome_line, &m);
+		rc = engine_outcomes(e, outcome_line, &m);
 	}
 	fprintf(m.f, "# HELP bcdad_jobs Jobs in the database by state.\n"
 	    "# TYPE bcdad_jobs gauge\n");
@@ -273,19 +289,17 @@ engine_metrics(struct engine *e)
 		    job_state_name((enum job_state)i), (long long)counts[i]);
 	fprintf(m.f, "# HELP bcdad_retries_total Transient failures retried, "
 	    "since the daemon started.\n# TYPE bcdad_retries_total counter\n");
-	for (i = 0; i < e->cfg->nprofiles; i++)
+	for (i = 0; engine_profile(e, i, &ep) == 0; i++)
 		fprintf(m.f, "bcdad_retries_total{profile=\"%s\"} %llu\n",
-		    e->cfg->profiles[i]->name,
-		    (unsigned long long)e->tokens[i].retries);
+		    ep.name, (unsigned long long)ep.retries);
 	fprintf(m.f, "# HELP bcdad_secret_expiry_timestamp_seconds When the "
 	    "profile's BCDA credentials expire, if known.\n"
 	    "# TYPE bcdad_secret_expiry_timestamp_seconds gauge\n");
-	for (i = 0; i < e->cfg->nprofiles; i++)
-		if (ej_secret_issued(&e->tokens[i]) != 0)
+	for (i = 0; engine_profile(e, i, &ep) == 0; i++)
+		if (ep.secret_expires != 0)
 			fprintf(m.f, "bcdad_secret_expiry_timestamp_seconds"
-			    "{profile=\"%s\"} %lld\n",
-			    e->cfg->profiles[i]->name, (long long)(
-			    ej_secret_issued(&e->tokens[i]) + SECRET_LIFETIME));
+			    "{profile=\"%s\"} %lld\n", ep.name,
+			    (long long)ep.secret_expires);
 	if (fclose(m.f) != 0 || rc != 0) {
 		free(text);
 		return NULL;
