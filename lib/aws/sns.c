@@ -145,13 +145,41 @@ field(FILE *f, const char *name, const char *value)
 	}
 }
 
+int
+sns_topic_fifo(const char *topic_arn)
+{
+	size_t n = topic_arn ? strlen(topic_arn) : 0;
+
+	return n > 5 && strcmp(topic_arn + n - 5, ".fifo") == 0;
+}
+
+/*
+ * A MessageDeduplicationId or MessageGroupId: 1 to 128 characters,
+ * alphanumeric or punctuation.  NULL passes (none).
+ */
+static int
+fifo_id_ok(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL)
+		return 1;
+	for (; *s != '\0'; s++, n++)
+		if (*s < '!' || *s > '~')
+			return 0;
+	return n >= 1 && n <= 128;
+}
+
 /* Every check of sns_publish's inputs; 0 or -EINVAL. */
 static int
 publish_ok(const char *topic_arn, const char *subject, const char *message,
-    const struct sns_attr *attrs, size_t nattrs)
+    const struct sns_attr *attrs, size_t nattrs, const struct sns_fifo *fifo)
 {
 	size_t i, j, total;
 
+	if (fifo != NULL && (!fifo_id_ok(fifo->dedup_id) ||
+	    !fifo_id_ok(fifo->group_id) || fifo->group_id == NULL))
+		return -EINVAL;
 	if (topic_arn == NULL || *topic_arn == '\0' ||
 	    (subject != NULL && sns_check_subject(subject) != 0) ||
 	    sns_check_message(message) != 0 || nattrs > SNS_ATTRS_MAX)
@@ -173,7 +201,8 @@ publish_ok(const char *topic_arn, const char *subject, const char *message,
 struct http_req *
 sns_publish(const char *endpoint, const char *region, const char *topic_arn,
     const char *subject, const char *message, const struct sns_attr *attrs,
-    size_t nattrs, const struct aws_creds *creds, time_t now)
+    size_t nattrs, const struct sns_fifo *fifo, const struct aws_creds *creds,
+    time_t now)
 {
 	struct aws_call c;
 	struct http_req *r = NULL;
@@ -182,7 +211,7 @@ sns_publish(const char *endpoint, const char *region, const char *topic_arn,
 	FILE *f;
 
 	if (region == NULL || *region == '\0' ||
-	    publish_ok(topic_arn, subject, message, attrs, nattrs) != 0) {
+	    publish_ok(topic_arn, subject, message, attrs, nattrs, fifo) != 0) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -207,6 +236,10 @@ sns_publish(const char *endpoint, const char *region, const char *topic_arn,
 		    "Value.StringValue", i + 1);
 		field(f, name, attrs[i].value);
 	}
+	if (fifo != NULL && fifo->dedup_id != NULL)
+		field(f, "MessageDeduplicationId", fifo->dedup_id);
+	if (fifo != NULL)
+		field(f, "MessageGroupId", fifo->group_id);
 	if (ferror(f) | fclose(f))
 		goto nomem;
 	memset(&c, 0, sizeof(c));

@@ -42,11 +42,25 @@ int		 sns_check_message(const char *s);
 int		 sns_check_attr(const struct sns_attr *);
 
 /*
+ * For a FIFO topic (its name ends in .fifo): SNS drops a message whose
+ * dedup_id it saw in the last 5 minutes; group_id is required.  Each is
+ * 1 to 128 characters of ASCII letters, digits and punctuation.
+ */
+struct sns_fifo {
+	const char	*dedup_id;	/* NULL: content-based (topic's) */
+	const char	*group_id;
+};
+
+/* True for the ARN of a FIFO topic. */
+int		 sns_topic_fifo(const char *topic_arn);
+
+/*
  * A signed Publish of message to topic_arn, to the endpoint
  * (scheme://host[:port]) or, when endpoint is NULL, to AWS's
  * https://sns.<region>.amazonaws.com.  subject may be NULL (none).  The
  * body is form-encoded exactly as botocore encodes it (space as '+',
- * RFC 3986 unreserved characters kept, everything else %XX).  Returns
+ * RFC 3986 unreserved characters kept, everything else %XX).  fifo is
+ * NULL for a standard topic.  Returns
  * NULL with errno EINVAL when any check above fails, when there are more
  * than 10 attributes or two with one name, or when message and
  * attributes exceed 262,144 bytes together; ENOMEM when out of memory.
@@ -54,7 +68,8 @@ int		 sns_check_attr(const struct sns_attr *);
 struct http_req	*sns_publish(const char *endpoint, const char *region,
 		    const char *topic_arn, const char *subject,
 		    const char *message, const struct sns_attr *attrs,
-		    size_t nattrs, const struct aws_creds *, time_t now);
+		    size_t nattrs, const struct sns_fifo *fifo,
+		    const struct aws_creds *, time_t now);
 
 /*
  * A Publish answer: <PublishResponse><PublishResult><MessageId>.  Returns

@@ -490,6 +490,9 @@ load_job(struct job_row *row, void *arg)
 	    (j->row.scope = ej_scope(j->pt->prof, j->row.runout ?
 	    EP_GROUP_RUNOUT : j->pt->prof->endpoint)) == NULL)
 		return -ENOMEM;
+	/* A kickoff was sent before the restart: its fate is unknown. */
+	j->kickoff_unknown = j->row.state == JOB_KICKOFF &&
+	    j->row.kickoff_sent != 0;
 	JLOG(LOG_LVL_INFO, j, "resuming");
 	ej_due(j, 0);
 	return 0;

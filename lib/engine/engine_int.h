@@ -26,6 +26,8 @@
 #define FILE_ATTEMPTS	5	/* per file, for invalid or missing content */
 #define FILE_NET_ATTEMPTS 40	/* per file, for transport errors */
 #define FILE_EXPIRY	(24 * 3600)	/* BCDA deletes files 24 h after */
+#define KICKOFF_GRACE	150	/* s after a kickoff its job may appear:
+				   our request timeout (120 s) and slack */
 #define RETRY_AFTER_MAX	3600	/* seconds: a server's Retry-After, capped */
 #define SECRET_LIFETIME	(90 * 86400)	/* BCDA credentials expire */
 #define SECRET_WARN_DAYS 14	/* warn this many days before */
@@ -95,6 +97,7 @@ struct ejob {
 	int		 waiting_token;
 	int		 polls;		/* status requests answered 202 */
 	int		 list_checked;	/* looked for a job lost in a crash */
+	int		 kickoff_unknown; /* the last kickoff got no answer */
 	int		 dup429;	/* the kickoff got the duplicate-job 429 */
 	long		 dup_retry_after; /* its Retry-After, s */
 	int		 dup_waits;	/* waits for the blocking job so far */

@@ -195,6 +195,8 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 	char what[300];
 	long ra = http_retry_after(resp->retry_after, time(NULL));
 
+	/* No answer: BCDA may still be working on it (see on_jobs_list). */
+	j->kickoff_unknown = resp->result != CURLE_OK;
 	if (resp->result == CURLE_OK && resp->status == 202) {
 		const char *cl = resp->content_location;
 
@@ -297,6 +299,7 @@ static void
 on_jobs_list(struct ejob *j, const struct http_resp *resp)
 {
 	char *url, what[300];
+	long long wait;
 
 	if ((url = ej_own_job(j, resp)) != NULL) {
 		free(j->row.status_url);
@@ -306,6 +309,25 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "found the BCDA job started before a "
 		    "restart", 0);
+		return;
+	}
+	if (resp->result == CURLE_OK && resp->status < 500 &&
+	    j->kickoff_unknown && (wait = j->row.kickoff_sent + KICKOFF_GRACE - time(NULL)) > 0) {
+		/*
+		 * Not (yet) there.  A kickoff whose answer never came (a crash,
+		 * a timeout, a reset) may still be running in BCDA, whose job appears when that
+		 * request ends: look again until KICKOFF_GRACE after it was
+		 * sent before starting another, so that no BCDA job is left
+		 * behind.
+		 */
+		ej_set_error(j, "waiting: the BCDA job of the kickoff sent at "
+		    "%lld may still appear; a new kickoff in %lld s at the "
+		    "latest", (long long)j->row.kickoff_sent, (long long)wait);
+		JLOG(LOG_LVL_INFO, j, "%s", j->row.last_error);
+		ej_ok(j);
+		if (wait > j->e->cfg->poll_min)
+			wait = j->e->cfg->poll_min;
+		ej_due(j, (uint64_t)wait * 1000);
 		return;
 	}
 	if (resp->result == CURLE_OK && resp->status < 500) {

@@ -117,19 +117,30 @@ static struct http_req *
 build_publish(struct ejob *j, const struct aws_creds *c, time_t now)
 {
 	const struct profile *p = j->pt->prof;
-	struct sns_attr attrs[2] = {
+	char subject[100], key[128], *msg;
+	struct sns_attr attrs[3] = {
 		{ "profile", p->name },
 		{ "outcome", outcome(j) },
+		{ "dedup_key", key },
 	};
+	struct sns_fifo fifo = { key, p->name };
 	struct http_req *r;
-	char subject[100], *msg;
 
 	snprintf(subject, sizeof(subject), "bcdad %s job %lld: %s", p->name,
 	    (long long)j->row.id, outcome(j));
+	/*
+	 * The same for every publish of this outcome, so that one repeated
+	 * after a crash (SNS acknowledged it, the record was lost) is
+	 * dropped by a FIFO topic or by any subscriber.  The job's creation
+	 * time tells apart jobs of a database made anew.
+	 */
+	snprintf(key, sizeof(key), "%s-%lld-%lld-%s", p->name,
+	    (long long)j->row.id, (long long)j->row.created_at, outcome(j));
 	if ((msg = notify_message(j)) == NULL)
 		return NULL;
 	r = sns_publish(j->e->cfg->sns_endpoint, j->e->region,
-	    p->sns_topic_arn, subject, msg, attrs, 2, c, now);
+	    p->sns_topic_arn, subject, msg, attrs, 3,
+	    sns_topic_fifo(p->sns_topic_arn) ? &fifo : NULL, c, now);
 	free(msg);
 	return r;
 }

@@ -41,6 +41,9 @@ def test_full_pipeline(env):
           "import in message: %s" % body["import"])
     check(note["MessageAttributes"]["outcome"]["Value"] == "DONE", "attributes %s" % note)
     check(note["MessageAttributes"]["profile"]["Value"] == env.profile, "profile attribute")
+    key = note["MessageAttributes"]["dedup_key"]["Value"]
+    check(key.startswith("%s-%d-" % (env.profile, jid)) and key.endswith("-DONE"),
+          "dedup_key %s" % key)
     check(len(note["Subject"]) < 100 and "DONE" in note["Subject"], "subject %s" % note["Subject"])
     states = [s["state"] for s in body["states"]]
     check(states[-1] in ("NOTIFY", "IMPORT"), "states end %s" % states)
@@ -198,6 +201,9 @@ def test_kill_in_notify(env):
     env.wait_done(jid, timeout=120)
     msgs = _notifications(moto, 1)
     check(1 <= len(msgs) <= 2, "notifications: %d" % len(msgs))
+    # A repeat carries the same key, for SNS FIFO or a subscriber to drop.
+    keys = set(m["MessageAttributes"]["dedup_key"]["Value"] for m in msgs)
+    check(len(keys) == 1, "dedup keys %s" % keys)
     check(hl.stats()["jobs_created"] == 1, "one import")
 
 

@@ -172,7 +172,8 @@ build(const struct spec *s)
 		    NOW);
 	case SNS_PUBLISH:
 		return sns_publish(s->endpoint, s->region, sc->topic,
-		    sc->subject, sc->message, sc->attrs, sc->nattrs, &c, NOW);
+		    sc->subject, sc->message, sc->attrs, sc->nattrs, NULL, &c,
+		    NOW);
 	case SM_GET:
 		return sm_get_secret_value(s->endpoint, s->region,
 		    secret_ids[s->v], &c, NOW);
@@ -479,12 +480,52 @@ T_TEST(test_sns_reference_body)
 	size_t len;
 
 	r = sns_publish(NULL, "us-east-1", sc->topic, sc->subject,
-	    sc->message, sc->attrs, sc->nattrs, &c, NOW);
+	    sc->message, sc->attrs, sc->nattrs, NULL, &c, NOW);
 	T_ASSERT(r != NULL);
 	if (r == NULL)
 		return;
 	b = http_req_body_mem(r, &len);
 	T_ASSERT(b != NULL && len == strlen(want) && memcmp(b, want, len) == 0);
+	http_req_free(r);
+}
+
+/* A FIFO topic's two members, last, in botocore's order; bad ids refused. */
+T_TEST(test_sns_fifo)
+{
+	struct aws_creds c = { ex_akid, ex_secret, NULL, 0 };
+	struct sns_fifo ok = { "A9994-7-1764460800-DONE", "A9994" };
+	struct sns_fifo nogroup = { "x", NULL }, space = { "a b", "g" };
+	const char *b, *tail = "&MessageDeduplicationId=A9994-7-1764460800-"
+	    "DONE&MessageGroupId=A9994";
+	struct http_req *r;
+	char long_id[130];
+	size_t len;
+
+	T_EQ_INT(sns_topic_fifo("arn:aws:sns:us-east-1:1:t.fifo"), 1);
+	T_EQ_INT(sns_topic_fifo(TOPIC_ARN), 0);
+	T_EQ_INT(sns_topic_fifo(".fifo"), 0);
+	r = sns_publish(NULL, "us-east-1", TOPIC_ARN ".fifo", NULL, "m", NULL,
+	    0, &ok, &c, NOW);
+	T_ASSERT(r != NULL);
+	if (r != NULL) {
+		b = http_req_body_mem(r, &len);
+		T_ASSERT(len > strlen(tail) && memcmp(b + len - strlen(tail),
+		    tail, strlen(tail)) == 0);
+		http_req_free(r);
+	}
+	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", NULL, 0,
+	    &nogroup, &c, NOW) == NULL);
+	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", NULL, 0,
+	    &space, &c, NOW) == NULL);
+	memset(long_id, 'x', 129);
+	long_id[129] = '\0';
+	ok.dedup_id = long_id;
+	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", NULL, 0,
+	    &ok, &c, NOW) == NULL);
+	long_id[128] = '\0';
+	r = sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", NULL, 0, &ok,
+	    &c, NOW);
+	T_ASSERT(r != NULL);
 	http_req_free(r);
 }
 
@@ -549,16 +590,16 @@ T_TEST(test_sns_checks)
 	/* sns_publish refuses what the checks refuse. */
 	errno = 0;
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, "a\nb", "m", NULL,
-	    0, &c, NOW) == NULL);
+	    0, NULL, &c, NOW) == NULL);
 	T_EQ_INT(errno, EINVAL);
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, big, NULL,
-	    0, &c, NOW) == NULL);
+	    0, NULL, &c, NOW) == NULL);
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "", NULL, 0,
+	    NULL, &c, NOW) == NULL);
+	T_ASSERT(sns_publish(NULL, "us-east-1", NULL, NULL, "m", NULL, 0, NULL,
 	    &c, NOW) == NULL);
-	T_ASSERT(sns_publish(NULL, "us-east-1", NULL, NULL, "m", NULL, 0, &c,
-	    NOW) == NULL);
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", dup, 2,
-	    &c, NOW) == NULL);
+	    NULL, &c, NOW) == NULL);
 	for (i = 0; i <= SNS_ATTRS_MAX; i++) {
 		static char names[SNS_ATTRS_MAX + 1][8];
 
@@ -567,19 +608,19 @@ T_TEST(test_sns_checks)
 		a[i].value = "v";
 	}
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", a,
-	    SNS_ATTRS_MAX + 1, &c, NOW) == NULL);
+	    SNS_ATTRS_MAX + 1, NULL, &c, NOW) == NULL);
 	r = sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, "m", a,
-	    SNS_ATTRS_MAX, &c, NOW);
+	    SNS_ATTRS_MAX, NULL, &c, NOW);
 	T_ASSERT(r != NULL);
 	http_req_free(r);
 	/* The largest message fits alone, not with an attribute. */
 	big[SNS_MESSAGE_MAX] = '\0';
-	r = sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, big, NULL, 0, &c,
-	    NOW);
+	r = sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, big, NULL, 0, NULL,
+	    &c, NOW);
 	T_ASSERT(r != NULL);
 	http_req_free(r);
 	T_ASSERT(sns_publish(NULL, "us-east-1", TOPIC_ARN, NULL, big, a, 1,
-	    &c, NOW) == NULL);
+	    NULL, &c, NOW) == NULL);
 }
 
 T_TEST(test_hl_start_checks)
@@ -1086,6 +1127,7 @@ T_MAIN("awsapi",
     T_CASE(test_botocore_bodies),
     T_CASE(test_sns_reference_body),
     T_CASE(test_sns_checks),
+    T_CASE(test_sns_fifo),
     T_CASE(test_hl_start_checks),
     T_CASE(test_hl_parse_start),
     T_CASE(test_hl_parse_describe_statuses),

@@ -37,6 +37,7 @@
 
 /* What the scripted BCDA does, per test. */
 static int hold_kickoff, hold_data;
+static int list_empty;		/* so many job lists come back empty */
 
 static int
 bcda(const char *method, const char *url, struct fake_answer *a)
@@ -50,6 +51,10 @@ bcda(const char *method, const char *url, struct fake_answer *a)
 			return 0;
 		a->status = 202;
 		a->content_location = STATUS;
+	} else if (strstr(url, "/jobs?") != NULL && list_empty > 0) {
+		/* BCDA still works on the kickoff: no job yet (none: 404). */
+		list_empty--;
+		a->status = 404;
 	} else if (strstr(url, "/jobs?") != NULL) {
 		/* The kickoff reached BCDA: its job is listed. */
 		a->status = 200;
@@ -127,7 +132,24 @@ world_new(struct world *w)
 	}
 	fake_answer = bcda;
 	fake_log_clear();
-	hold_kickoff = hold_data = 0;
+	hold_kickoff = hold_data = list_empty = 0;
+}
+
+/* A crash and a restart: a new engine on the same database. */
+static void
+world_restart(struct world *w)
+{
+	char path[128], err[256];
+
+	engine_stop(w->e);
+	T_EQ_INT(uv_run(&w->loop, UV_RUN_DEFAULT), 0);
+	engine_free(w->e);
+	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
+	if ((w->e = engine_new(&w->loop, w->cfg, path, err,
+	    sizeof(err))) == NULL || engine_start(w->e) != 0) {
+		fprintf(stderr, "restart: %s\n", err);
+		exit(1);
+	}
 }
 
 static void
@@ -423,6 +445,47 @@ T_TEST(t_stale_job_is_reloaded)
 	world_free(&w);
 }
 
+/*
+ * The kickoff was sent, and bcdad went down before its answer.  BCDA was
+ * still working on it: its job is not listed at first.  Within the grace
+ * after the kickoff, bcdad looks again instead of kicking off again; past
+ * it, it kicks off anew.
+ */
+static void
+lost_kickoff(long sent_ago, int kickoffs, int lists)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	hold_kickoff = 1;
+	id = run(&w, NULL, 0);
+	run_for(&w, id, JOB_POLL, 300);
+	T_EQ_INT(fake_held, 1);
+	hold_kickoff = 0;
+	list_empty = 2;
+	sql(&w, "UPDATE jobs SET kickoff_sent = %lld WHERE id = %lld",
+	    (long long)time(NULL) - sent_ago, (long long)id);
+	world_restart(&w);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"),
+	    kickoffs);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/jobs?"), lists);
+	world_free(&w);
+}
+
+/* Sent 10 s before: looked for twice more, found, never sent again. */
+T_TEST(t_lost_kickoff_is_looked_for_not_repeated)
+{
+	lost_kickoff(10, 1, 3);
+}
+
+/* Sent 1000 s before, past the grace: one look, then a new kickoff. */
+T_TEST(t_lost_kickoff_past_its_grace_is_sent_again)
+{
+	lost_kickoff(1000, 2, 1);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
@@ -430,4 +493,6 @@ T_MAIN("engine",
     T_CASE(t_since_override_and_full),
     T_CASE(t_failed_transition_is_written_again_not_redone),
     T_CASE(t_failed_file_write_is_written_again_not_refetched),
-    T_CASE(t_stale_job_is_reloaded))
+    T_CASE(t_stale_job_is_reloaded),
+    T_CASE(t_lost_kickoff_is_looked_for_not_repeated),
+    T_CASE(t_lost_kickoff_past_its_grace_is_sent_again))
