@@ -12,7 +12,8 @@
 
 #define CTL_VERSION	1
 #define CTL_MAX_MSG	(64 * 1024)	/* a request or reply line */
-#define CTL_TIMEOUT_MS	10000		/* a client that says nothing */
+#define CTL_TIMEOUT_MS	5000		/* a client that says nothing */
+#define CTL_MAX_CONNS	64		/* open at once; the oldest goes */
 #define CTL_SOCKET_NAME	"bcdad.sock"
 
 /* main.c */

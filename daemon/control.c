@@ -2,7 +2,8 @@
  * The control socket: a Unix stream socket, mode 0660, one JSON request
  * line per connection and one JSON reply line.  Requests carry
  * "version": 1.  Garbage, oversized or silent clients get an error (or are
- * dropped) and the daemon carries on.  Changing commands (run, cancel) are
+ * dropped) and the daemon carries on; at most CTL_MAX_CONNS are open at
+ * once, the oldest dropped for a new one.  Changing commands (run, cancel) are
  * allowed to root and to the daemon's own user and group.
  */
 #include <errno.h>
@@ -28,7 +29,8 @@ struct ctl {
 	struct engine	*engine;
 	uv_pipe_t	 server;
 	char		*path;		/* unlinked at close; NULL if activated */
-	TAILQ_HEAD(, ctl_conn) conns;	/* open, not yet closing */
+	TAILQ_HEAD(, ctl_conn) conns;	/* open, not yet closing, oldest first */
+	int		 nconns;
 };
 
 struct ctl_conn {
@@ -62,6 +64,7 @@ conn_close(struct ctl_conn *c)
 		return;
 	c->closing = 1;
 	TAILQ_REMOVE(&c->ctl->conns, c, entry);
+	c->ctl->nconns--;
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->pipe, conn_free_cb);
@@ -297,11 +300,20 @@ connection_cb(uv_stream_t *server, int status)
 
 	if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
 		return;
+	/*
+	 * At the cap, the oldest connection goes: a client sends its one
+	 * request as soon as it connects, so the oldest is the idlest, and a
+	 * flood of silent clients can hold neither descriptors nor the
+	 * socket from the next `bcdad run`.
+	 */
+	if (ctl->nconns >= CTL_MAX_CONNS)
+		conn_close(TAILQ_FIRST(&ctl->conns));
 	c->ctl = ctl;
 	uv_pipe_init(ctl->loop, &c->pipe, 0);
 	uv_timer_init(ctl->loop, &c->timer);
 	c->pipe.data = c->timer.data = c;
 	TAILQ_INSERT_TAIL(&ctl->conns, c, entry);
+	ctl->nconns++;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
 		conn_close(c);
 		return;

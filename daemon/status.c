@@ -16,94 +16,105 @@
 
 #include "bcdad.h"
 
+/*
+ * The jobs' objects, and the same by id, for the file tallies: one query
+ * for the jobs and one for the tallies of them all, however many.
+ */
 struct status_ctx {
-	struct engine	*e;
 	json_t		*arr;
+	json_t		*by_id;
+	int64_t		 min_id;
 };
-
-struct file_tally {
-	json_int_t	 total, done, failed, bytes, lines, error_lines;
-};
-
-static int
-tally_file(struct file_row *f, void *arg)
-{
-	struct file_tally *t = arg;
-
-	t->total++;
-	if (f->state == FILE_DONE) {
-		t->done++;
-		t->bytes += f->bytes;
-		/* Resources only: error-file lines are counted apart. */
-		if (f->kind == FILE_OUTPUT)
-			t->lines += f->lines;
-		else
-			t->error_lines += f->lines;
-	} else if (f->state == FILE_FAILED) {
-		t->failed++;
-	}
-	return 0;
-}
 
 static int
 status_job(struct job_row *r, void *arg)
 {
 	struct status_ctx *c = arg;
-	struct file_tally t = { 0 };
+	char id[24];
 	json_t *o;
 
-	engine_files(c->e, r->id, tally_file, &t);
-	o = json_pack("{s:I, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:b}",
+	o = json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
+	    "s:I, s:s?, s:s?, s:s?, s:I, s:I, s:i, s:s?, s:b}",
 	    "id", (json_int_t)r->id, "profile", r->profile,
 	    "state", job_state_name(r->state), "progress", r->progress,
-	    "files_total", t.total, "files_done", t.done,
-	    "files_failed", t.failed, "bytes", t.bytes, "resources", t.lines,
-	    "created_at", (json_int_t)r->created_at,
+	    "files_total", 0, "files_done", 0, "files_failed", 0, "bytes", 0,
+	    "resources", 0, "created_at", (json_int_t)r->created_at,
 	    "updated_at", (json_int_t)r->updated_at,
 	    "transaction_time", r->transaction_time,
 	    "dir", r->out_dir, "last_error", r->last_error,
 	    "errors", (json_int_t)(r->err_counts[0] + r->err_counts[1]),
 	    "warnings", (json_int_t)r->err_counts[2],
-	    "error_lines", t.error_lines, "scope", r->scope,
-	    "runout", r->runout);
-	if (o != NULL)
-		json_array_append_new(c->arr, o);
+	    "error_lines", 0, "scope", r->scope, "runout", r->runout);
+	if (o == NULL)
+		return -ENOMEM;
+	snprintf(id, sizeof(id), "%lld", (long long)r->id);
+	json_object_set(c->by_id, id, o);
+	json_array_append_new(c->arr, o);
+	if (c->min_id == 0 || r->id < c->min_id)
+		c->min_id = r->id;
 	return 0;
+}
+
+static int
+status_tally(const struct tally_row *t, void *arg)
+{
+	struct status_ctx *c = arg;
+	char id[24];
+	json_t *o;
+
+	snprintf(id, sizeof(id), "%lld", (long long)t->job_id);
+	if ((o = json_object_get(c->by_id, id)) == NULL)
+		return 0;
+	json_object_set_new(o, "files_total", json_integer(t->total));
+	json_object_set_new(o, "files_done", json_integer(t->done));
+	json_object_set_new(o, "files_failed", json_integer(t->failed));
+	json_object_set_new(o, "bytes", json_integer(t->bytes));
+	json_object_set_new(o, "resources", json_integer(t->lines));
+	json_object_set_new(o, "error_lines", json_integer(t->error_lines));
+	return 0;
+}
+
+/* The tallies in, and the array out; NULL if the store failed. */
+static json_t *
+status_done(struct engine *e, struct status_ctx *c, int rc)
+{
+	if (rc == 0 && c->min_id != 0)
+		rc = engine_tallies(e, c->min_id, status_tally, c);
+	json_decref(c->by_id);
+	if (rc != 0) {
+		json_decref(c->arr);
+		return NULL;
+	}
+	return c->arr;
 }
 
 json_t *
 status_jobs(struct engine *e, int limit)
 {
-	struct status_ctx c = { e, json_array() };
+	struct status_ctx c = { json_array(), json_object(), 0 };
 
-	if (c.arr == NULL)
-		return NULL;
-	if (engine_jobs(e, limit, status_job, &c) != 0) {
-		json_decref(c.arr);
-		return NULL;
-	}
-	return c.arr;
+	if (c.arr == NULL || c.by_id == NULL)
+		return status_done(e, &c, -ENOMEM);
+	return status_done(e, &c, engine_jobs(e, limit, status_job, &c));
 }
 
 /* One job, as status_jobs shows it, in an array (empty if none). */
 json_t *
 status_job_one(struct engine *e, int64_t id)
 {
-	struct status_ctx c = { e, json_array() };
+	struct status_ctx c = { json_array(), json_object(), 0 };
 	struct job_row row;
 	int rc;
 
-	if (c.arr == NULL)
-		return NULL;
+	if (c.arr == NULL || c.by_id == NULL)
+		return status_done(e, &c, -ENOMEM);
 	if ((rc = engine_job(e, id, &row)) == 0) {
-		status_job(&row, &c);
+		rc = status_job(&row, &c);
 		job_row_clear(&row);
-	} else if (rc != -ENOENT) {
-		json_decref(c.arr);
-		return NULL;
+	} else if (rc == -ENOENT) {
+		rc = 0;
 	}
-	return c.arr;
+	return status_done(e, &c, rc);
 }
 
 static int

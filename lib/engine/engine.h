@@ -53,6 +53,8 @@ int		 engine_cancel(struct engine *, int64_t job_id, char *err,
  */
 int		 engine_jobs(struct engine *, int limit, job_row_fn, void *);
 int		 engine_job(struct engine *, int64_t id, struct job_row *out);
+int		 engine_tallies(struct engine *, int64_t min_job_id,
+		    tally_row_fn, void *);
 int		 engine_files(struct engine *, int64_t job_id, file_row_fn,
 		    void *);
 int		 engine_history(struct engine *, int64_t job_id, hist_row_fn,

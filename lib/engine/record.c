@@ -300,6 +300,13 @@ engine_job(struct engine *e, int64_t id, struct job_row *out)
 }
 
 int
+engine_tallies(struct engine *e, int64_t min_job_id, tally_row_fn fn,
+    void *arg)
+{
+	return store_tallies(e->st, min_job_id, fn, arg);
+}
+
+int
 engine_files(struct engine *e, int64_t job_id, file_row_fn fn, void *arg)
 {
 	return store_files(e->st, job_id, fn, arg);

@@ -131,6 +131,15 @@ struct outcome_row {
 	int64_t		 bytes;
 };
 
+/* A job's files counted: all, done, failed; bytes and lines when done. */
+struct tally_row {
+	int64_t		 job_id;
+	int64_t		 total, done, failed;
+	int64_t		 bytes;
+	int64_t		 lines;		/* resources (output files) */
+	int64_t		 error_lines;	/* OperationOutcomes (error files) */
+};
+
 /*
  * Walks over rows: see store_jobs_active() for what a callback may do.
  * A history row's from is -1 for the job's creation.
@@ -141,6 +150,7 @@ typedef int (*hist_row_fn)(int64_t at, enum job_state from,
 	    enum job_state to, const char *reason, void *arg);
 typedef int (*mark_row_fn)(const struct mark_row *, void *arg);
 typedef int (*outcome_row_fn)(const struct outcome_row *, void *arg);
+typedef int (*tally_row_fn)(const struct tally_row *, void *arg);
 /* A multipart upload part S3 acknowledged (its ETag verbatim). */
 typedef int (*part_row_fn)(int number, const char *etag, void *arg);
 

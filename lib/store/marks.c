@@ -1,6 +1,7 @@
 /*
  * The store's small tables and summaries: per-scope watermarks (the next
- * export's _since) and what the metrics file reports.  See store.h; the
+ * export's _since), the file tallies of `bcdad status` and what the
+ * metrics file reports.  See store.h; the
  * statement helpers are store.c's, through store_int.h.
  */
 #include <errno.h>
@@ -201,6 +202,51 @@ store_outcomes(struct store *st, outcome_row_fn cb, void *arg)
 			rc = cb(&rows[i], arg);
 		free(rows[i].profile);
 	}
+	free(rows);
+	return rc;
+}
+
+static int
+tally_read(sqlite3_stmt *stmt, void *row)
+{
+	struct tally_row *t = row;
+	struct reader r = { stmt, 0, 0 };
+
+	t->job_id = sq_r_int(&r);
+	t->total = sq_r_int(&r);
+	t->done = sq_r_int(&r);
+	t->failed = sq_r_int(&r);
+	t->bytes = sq_r_int(&r);
+	t->lines = sq_r_int(&r);
+	t->error_lines = sq_r_int(&r);
+	return 0;
+}
+
+int
+store_tallies(struct store *st, int64_t min_job_id, tally_row_fn cb,
+    void *arg)
+{
+	/* FILE_DONE 1, FILE_FAILED 2, FILE_OUTPUT 0 (job.h). */
+	static const char sql[] = "SELECT job_id, count(*), "
+	    "total(state = 1), total(state = 2), "
+	    "total(CASE WHEN state = 1 THEN bytes END), "
+	    "total(CASE WHEN state = 1 AND kind = 0 THEN lines END), "
+	    "total(CASE WHEN state = 1 AND kind <> 0 THEN lines END) "
+	    "FROM files WHERE job_id >= ? GROUP BY job_id";
+	struct tally_row *rows;
+	sqlite3_stmt *stmt;
+	size_t n, i;
+	int rc;
+
+	_Static_assert(FILE_DONE == 1 && FILE_FAILED == 2 && FILE_OUTPUT == 0,
+	    "file states and kinds in the SQL");
+	if ((rc = sq_prep(st, sql, &stmt, "tally files")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, min_job_id);
+	rc = sq_rows_collect(st, stmt, tally_read, sizeof(*rows),
+	    (void **)&rows, &n, "tally files");
+	for (i = 0; i < n && rc == 0; i++)
+		rc = cb(&rows[i], arg);
 	free(rows);
 	return rc;
 }

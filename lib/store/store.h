@@ -97,6 +97,10 @@ int	store_watermark_set(struct store *, const char *profile,
 	    int64_t now);
 int	store_watermarks(struct store *, mark_row_fn, void *arg);
 
+/* File tallies of every job from min_job_id on (see struct tally_row). */
+int	store_tallies(struct store *, int64_t min_job_id, tally_row_fn,
+	    void *arg);
+
 /* For metrics: how many jobs are in each state. */
 int	store_state_counts(struct store *, int64_t counts[JOB_NSTATES]);
 

@@ -112,7 +112,7 @@ def test_slow_clients(env):
     partial.sendall(b'{"version":1,')
     for _ in range(3):
         still_answers(env)
-    # The daemon drops a silent client after its idle timeout (10 s); a
+    # The daemon drops a silent client after its idle timeout (5 s); a
     # client still connected after 20 s makes recv time out and fails.
     for s in (idle[0], partial):
         s.settimeout(20)
@@ -124,6 +124,33 @@ def test_slow_clients(env):
     for s in idle + [partial]:
         s.close()
     still_answers(env)
+
+
+def test_flood_of_idle_clients(env):
+    """Hundreds of silent clients: the oldest are dropped for new ones, so
+    descriptors stay bounded and status and run still answer at once."""
+    env.start()
+    pid = env.proc.pid
+    base = len(os.listdir("/proc/%d/fd" % pid))
+    flood = []
+    for _ in range(300):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(env.sock)
+        flood.append(s)
+    still_answers(env)
+    jid = env.run()
+    fds = len(os.listdir("/proc/%d/fd" % pid))
+    check(fds <= base + 64 + 2, "%d descriptors open (%d before the flood)" % (fds, base))
+    # The first clients were dropped, long before their idle timeout.
+    flood[0].settimeout(2)
+    try:
+        data = flood[0].recv(4096)
+    except ConnectionResetError:
+        data = b""
+    check(data == b"", "the oldest silent client got %r" % data)
+    for s in flood:
+        s.close()
+    env.wait_done(jid, timeout=60)
 
 
 def test_protocol_errors(env):
