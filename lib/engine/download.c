@@ -115,6 +115,33 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 }
 
 static void
+on_recheck(struct ejob *j, const struct http_resp *resp)
+{
+	char what[300];
+
+	ej_describe(resp, what, sizeof(what));
+	if (ej_job_gone(j, resp, what))
+		return;
+	JLOG(LOG_LVL_INFO, j, "BCDA still has the job (%s); the file is "
+	    "tried again", what);
+	ej_due(j, 0);
+}
+
+/*
+ * A file answered 404 before the export's expiry: ask the job's status
+ * whether BCDA expired or cancelled it early, at most once a minute.
+ */
+static void
+recheck(struct ejob *j)
+{
+	if (j->req != NULL || ej_now(j->e) < j->recheck_at ||
+	    !pt_valid(j->e, j->pt))
+		return;
+	j->recheck_at = ej_now(j->e) + 60000;
+	ej_api_request(j, "GET", j->row.status_url, 0, on_recheck);
+}
+
+static void
 dl_done(struct http_req *r, void *arg)
 {
 	struct dl *d = arg;
@@ -164,6 +191,9 @@ dl_done(struct http_req *r, void *arg)
 		ej_describe(resp, what, sizeof(what));
 		ej_file_failed(j, d->idx, 0, http_retry_after(resp->retry_after,
 		    time(NULL)), what);
+		if (resp->result == CURLE_OK && (resp->status == 404 ||
+		    resp->status == 410))
+			recheck(j);
 	}
 	ej_dl_free(d);
 }

@@ -110,6 +110,7 @@ struct ejob {
 	void		(*aws_fn)(struct ejob *, const struct http_resp *);
 	int		 aws_wait;	/* waiting for AWS credentials */
 	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
+	uint64_t	 recheck_at;	/* status asked after a file's 404 */
 	struct file_row	*files;
 	struct fsched	*fs;
 	size_t		 nfiles;
@@ -234,6 +235,8 @@ struct ptoken	*pt_for(struct engine *e, const char *profile);
 int	pt_valid(struct engine *e, const struct ptoken *pt);
 
 /* export.c */
+int	ej_job_gone(struct ejob *j, const struct http_resp *resp,
+	    const char *what);
 char	*ej_own_job(struct ejob *j, const struct http_resp *resp);
 void	ej_rekickoff(struct ejob *j, const char *why);
 char	*ej_scope(const struct profile *p, enum bcda_endpoint ep);

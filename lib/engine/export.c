@@ -320,9 +320,10 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		 * sent before starting another, so that no BCDA job is left
 		 * behind.
 		 */
-		ej_set_error(j, "waiting: the BCDA job of the kickoff sent at "
-		    "%lld may still appear; a new kickoff in %lld s at the "
-		    "latest", (long long)j->row.kickoff_sent, (long long)wait);
+		ej_set_error(j, "waiting: the BCDA job of the kickoff sent "
+		    "%lld s ago may still appear; a new kickoff in %lld s at "
+		    "the latest", (long long)(KICKOFF_GRACE - wait),
+		    (long long)wait);
 		JLOG(LOG_LVL_INFO, j, "%s", j->row.last_error);
 		ej_ok(j);
 		if (wait > j->e->cfg->poll_min)
@@ -516,6 +517,34 @@ ej_rekickoff(struct ejob *j, const char *why)
 	ej_enter(j, JOB_KICKOFF, why, 0);
 }
 
+/*
+ * When resp, an answer to the job's status URL, says BCDA's job is gone,
+ * deals with it and returns 1: cancelled outside bcdad fails the job;
+ * expired (410, or 404 once BCDA's cleanup ran) starts a new BCDA job.
+ * Downloads still being saved are waited for first (the next 404 of a
+ * file comes back here).
+ */
+int
+ej_job_gone(struct ejob *j, const struct http_resp *resp, const char *what)
+{
+	struct bcda_outcome oo;
+
+	if (resp->result != CURLE_OK ||
+	    (resp->status != 404 && resp->status != 410))
+		return 0;
+	bcda_parse_outcome(resp->body, resp->body_len, &oo);
+	if (strstr(oo.text, "cancel") != NULL) {
+		ej_fail(j, "the BCDA job was cancelled outside bcdad (%s)", what);
+		return 1;
+	}
+	ej_cancel_transfers(j);
+	if (j->ndl == 0)
+		ej_rekickoff(j, resp->status == 410 ? "BCDA job expired (410); "
+		    "starting a new one" : "BCDA job gone (404: expired and "
+		    "its files deleted, or unknown); starting a new one");
+	return 1;
+}
+
 static void
 on_poll(struct ejob *j, const struct http_resp *resp)
 {
@@ -540,19 +569,8 @@ on_poll(struct ejob *j, const struct http_resp *resp)
 		return;
 	}
 	ej_describe(resp, what, sizeof(what));
-	if (resp->result == CURLE_OK &&
-	    (resp->status == 404 || resp->status == 410)) {
-		bcda_parse_outcome(resp->body, resp->body_len, &oo);
-		if (strstr(oo.text, "cancel") != NULL) {
-			ej_fail(j, "the BCDA job was cancelled outside bcdad (%s)",
-			    what);
-			return;
-		}
-		ej_rekickoff(j, resp->status == 410 ? "BCDA job expired (410); "
-		    "starting a new one" : "BCDA job gone (404); starting a "
-		    "new one");
+	if (ej_job_gone(j, resp, what))
 		return;
-	}
 	if (resp->result == CURLE_OK) {
 		bcda_parse_outcome(resp->body, resp->body_len, &oo);
 		if (bcda_job_failed(resp->status, &oo)) {

@@ -38,6 +38,7 @@
 /* What the scripted BCDA does, per test. */
 static int hold_kickoff, hold_data;
 static int list_empty;		/* so many job lists come back empty */
+static int early_404;		/* BCDA expired the job before its time */
 
 static int
 bcda(const char *method, const char *url, struct fake_answer *a)
@@ -66,9 +67,18 @@ bcda(const char *method, const char *url, struct fake_answer *a)
 		    "{\"start\":\"2026-01-01T00:00:00Z\"}}}]}";
 	} else if (strcmp(url, STATUS) == 0 && strcmp(method, "DELETE") == 0) {
 		a->status = 202;
+	} else if (strcmp(url, STATUS) == 0 && early_404 == 2) {
+		early_404 = 0;
+		a->status = 404;
+		a->body = "{\"resourceType\":\"OperationOutcome\",\"issue\":"
+		    "[{\"severity\":\"error\",\"code\":\"not-found\","
+		    "\"diagnostics\":\"Job Expired\"}]}";
 	} else if (strcmp(url, STATUS) == 0) {
 		a->status = 200;
 		a->body = MANIFEST;
+	} else if (strcmp(url, DATA) == 0 && early_404 == 1) {
+		early_404 = 2;
+		a->status = 404;
 	} else if (strcmp(url, DATA) == 0) {
 		if (hold_data)
 			return 0;
@@ -132,7 +142,7 @@ world_new(struct world *w)
 	}
 	fake_answer = bcda;
 	fake_log_clear();
-	hold_kickoff = hold_data = list_empty = 0;
+	hold_kickoff = hold_data = list_empty = early_404 = 0;
 }
 
 /* A crash and a restart: a new engine on the same database. */
@@ -486,6 +496,26 @@ T_TEST(t_lost_kickoff_past_its_grace_is_sent_again)
 	lost_kickoff(1000, 2, 1);
 }
 
+/*
+ * A file answers 404 long before the export's expiry: the job's status is
+ * asked, says BCDA expired the job, and a new export starts at once
+ * instead of the file being tried 40 times.
+ */
+T_TEST(t_file_404_rechecks_the_job)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	early_404 = 1;
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 2);
+	T_EQ_INT(fake_count("GET " DATA), 2);
+	T_EQ_INT(history_count(&w, id, JOB_KICKOFF), 2);
+	world_free(&w);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
@@ -495,4 +525,5 @@ T_MAIN("engine",
     T_CASE(t_failed_file_write_is_written_again_not_refetched),
     T_CASE(t_stale_job_is_reloaded),
     T_CASE(t_lost_kickoff_is_looked_for_not_repeated),
-    T_CASE(t_lost_kickoff_past_its_grace_is_sent_again))
+    T_CASE(t_lost_kickoff_past_its_grace_is_sent_again),
+    T_CASE(t_file_404_rechecks_the_job))
