@@ -197,6 +197,12 @@ struct xml_state {
 	int		 depth;
 	int		 capturing;	/* index + 1 of the field being read */
 	int		*done;
+	/* aws_xml_each: the record element, its depth, what to call. */
+	const char	*record;
+	int		 record_depth;
+	int		(*cb)(const struct aws_xml_field *, void *);
+	void		*arg;
+	int		 rc;
 };
 
 static const char *
@@ -217,6 +223,18 @@ xml_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 	(void)attrs;
 	if (x->depth++ == 0 && x->root != NULL)
 		snprintf(x->root, x->rootlen, "%s", local_name(name));
+	if (x->record != NULL && x->record_depth == 0 &&
+	    strcmp(local_name(name), x->record) == 0) {
+		/* A new record: its fields start empty. */
+		x->record_depth = x->depth;
+		for (i = 0; i < x->nfields; i++) {
+			x->done[i] = 0;
+			x->fields[i].out[0] = '\0';
+		}
+		return;
+	}
+	if (x->record != NULL && x->record_depth == 0)
+		return;
 	for (i = 0; i < x->nfields; i++) {
 		if (!x->done[i] && strcmp(local_name(name), x->fields[i].name)
 		    == 0) {
@@ -233,6 +251,11 @@ xml_end(void *arg, const XML_Char *name)
 	struct xml_state *x = arg;
 
 	(void)name;
+	if (x->record != NULL && x->depth == x->record_depth) {
+		x->record_depth = 0;
+		if (x->rc == 0)
+			x->rc = x->cb(x->fields, x->arg);
+	}
 	x->depth--;
 	if (x->capturing) {
 		x->done[x->capturing - 1] = 1;
@@ -257,9 +280,11 @@ xml_text(void *arg, const XML_Char *s, int len)
 	f->out[have + (size_t)len] = '\0';
 }
 
-int
-aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
-    size_t nfields, char *root, size_t rootlen)
+/* aws_xml and aws_xml_each: record NULL for the former. */
+static int
+xml_parse(const char *body, size_t len, struct aws_xml_field *fields,
+    size_t nfields, char *root, size_t rootlen, const char *record,
+    int (*cb)(const struct aws_xml_field *, void *), void *arg)
 {
 	struct xml_state x;
 	XML_Parser p;
@@ -278,6 +303,9 @@ aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
 	x.root = root;
 	x.rootlen = rootlen;
 	x.done = done;
+	x.record = record;
+	x.cb = cb;
+	x.arg = arg;
 	/*
 	 * Whitespace before the XML declaration is not well-formed, but a
 	 * CompleteMultipartUpload answer can start with it: S3 servers keep
@@ -297,7 +325,24 @@ aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
 	if (XML_Parse(p, body ? body : "", (int)len, 1) == XML_STATUS_ERROR)
 		rc = -EBADMSG;
 	XML_ParserFree(p);
-	return rc;
+	return rc != 0 ? rc : x.rc;
+}
+
+int
+aws_xml(const char *body, size_t len, struct aws_xml_field *fields,
+    size_t nfields, char *root, size_t rootlen)
+{
+	return xml_parse(body, len, fields, nfields, root, rootlen, NULL, NULL,
+	    NULL);
+}
+
+int
+aws_xml_each(const char *body, size_t len, const char *record,
+    struct aws_xml_field *fields, size_t nfields,
+    int (*cb)(const struct aws_xml_field *, void *), void *arg)
+{
+	return xml_parse(body, len, fields, nfields, NULL, 0, record, cb,
+	    arg);
 }
 
 static void parse_error(const struct http_resp *, struct aws_error *);

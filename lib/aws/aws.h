@@ -77,6 +77,16 @@ struct aws_xml_field {
 int		 aws_xml(const char *body, size_t len, struct aws_xml_field *,
 		    size_t nfields, char *root, size_t rootlen);
 
+/*
+ * The same for a list: for each element named record, its fields (the
+ * first of each name inside it) are filled and cb is called; a non-zero
+ * return stops the walk and is returned.
+ */
+int		 aws_xml_each(const char *body, size_t len, const char *record,
+		    struct aws_xml_field *, size_t nfields,
+		    int (*cb)(const struct aws_xml_field *, void *),
+		    void *arg);
+
 /* What an AWS error answer says: code and message, from XML or JSON. */
 struct aws_error {
 	char		 code[128];

@@ -1,6 +1,6 @@
 /*
  * Amazon S3 requests bcdad sends: PutObject, the multipart upload calls
- * and HeadObject, signed with SigV4 (aws.h), and the reading of their
+ * (and the listing of open uploads) and HeadObject, signed with SigV4 (aws.h), and the reading of their
  * answers with a real XML parser.
  */
 #ifndef BCDAD_S3_H
@@ -47,6 +47,16 @@ struct http_req	*s3_abort_multipart(const struct s3_loc *, const char *key,
 		    const char *upload_id, const struct aws_creds *, time_t);
 struct http_req	*s3_head_object(const struct s3_loc *, const char *key,
 		    const struct aws_creds *, time_t);
+
+struct http_req	*s3_list_multipart(const struct s3_loc *,
+		    const struct aws_creds *, time_t);
+/*
+ * The UploadIds of key's open uploads in a ListMultipartUploads answer:
+ * their number, with *ids a malloc'd array of malloc'd strings; or a
+ * negative errno (-EBADMSG: not XML).
+ */
+int		 s3_upload_ids(const struct http_resp *, const char *key,
+		    char ***ids);
 
 /* The UploadId of a CreateMultipartUpload answer, malloc'd, or NULL. */
 char		*s3_upload_id(const struct http_resp *);

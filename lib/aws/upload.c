@@ -2,7 +2,10 @@
  * One file's trip to S3.  See upload.h.
  *
  * Steps: PUT, or CREATE -> PART ... PART -> COMPLETE (-> ABORT on a
- * failure that will not heal).  Each step gets credentials (they may be
+ * failure that will not heal).  The intent to create is recorded before
+ * CREATE is sent; finding it without an upload id (a crash between S3's
+ * answer and its record), LIST first finds the key's open uploads and
+ * STRAY aborts each, so that none is left behind.  Each step gets credentials (they may be
  * refreshed in between), signs, sends, and reads the answer with s3_check.
  * A part's SHA-256 is computed on libuv's thread pool before it is sent:
  * it is the signed payload hash, which S3 verifies.
@@ -21,7 +24,9 @@
 #include "util/log.h"
 #include "upload.h"
 
-enum up_step { UP_PUT, UP_CREATE, UP_PART, UP_COMPLETE, UP_ABORT };
+enum up_step {
+	UP_PUT, UP_CREATE, UP_PART, UP_COMPLETE, UP_ABORT, UP_LIST, UP_STRAY
+};
 
 static const char *const step_action[] = {
 	[UP_PUT]	= "s3:PutObject",
@@ -29,6 +34,8 @@ static const char *const step_action[] = {
 	[UP_PART]	= "s3:PutObject (UploadPart)",
 	[UP_COMPLETE]	= "s3:PutObject (CompleteMultipartUpload)",
 	[UP_ABORT]	= "s3:AbortMultipartUpload",
+	[UP_LIST]	= "s3:ListBucketMultipartUploads",
+	[UP_STRAY]	= "s3:AbortMultipartUpload",
 };
 
 struct upload {
@@ -56,6 +63,8 @@ struct upload {
 	int		 attempts;
 	int		 cancelled;
 	int		 final_rc;
+	char		**strays;	/* open uploads of the key, to abort */
+	int		 nstrays;
 	char		 why[512];
 	upload_done_cb	 cb;
 	void		*arg;
@@ -107,6 +116,9 @@ timer_closed(uv_handle_t *h)
 	for (i = 0; i < u->nparts; i++)
 		free(u->parts[i].etag);
 	free(u->parts);
+	for (i = 0; i < u->nstrays; i++)
+		free(u->strays[i]);
+	free(u->strays);
 	free(u->bucket);
 	free(u->region);
 	free(u->endpoint);
@@ -259,6 +271,40 @@ forget_upload(struct upload *u)
 	u->env.journal.record(u->arg, u->f, 0, NULL);
 }
 
+/*
+ * CREATE, once the intent is recorded (its part size, no id yet): a crash
+ * after S3's answer then leaves a trace that the next start follows.
+ */
+static void
+create(struct upload *u)
+{
+	u->attempts = 0;
+	u->step = UP_CREATE;
+	u->f->s3_part_size = (int64_t)u->part_size;
+	if (u->env.journal.record(u->arg, u->f, 0, NULL) != 0) {
+		snprintf(u->why, sizeof(u->why), "cannot record the upload of "
+		    "%s", u->key);
+		finish(u, -EIO);
+		return;
+	}
+	run(u);
+}
+
+/* Aborts the next stray upload of the key, or creates ours. */
+static void
+next_stray(struct upload *u)
+{
+	u->attempts = 0;
+	if (u->nstrays == 0) {
+		create(u);
+		return;
+	}
+	log_warnx("S3 upload %s of %s was started before a restart and never "
+	    "recorded; aborting it", u->strays[u->nstrays - 1], u->key);
+	u->step = UP_STRAY;
+	run(u);
+}
+
 static void
 failed(struct upload *u, const struct http_resp *resp,
     const struct aws_error *e)
@@ -271,6 +317,19 @@ failed(struct upload *u, const struct http_resp *resp,
 	if (u->step == UP_ABORT) {
 		/* Best effort: the upload failed already; say why it did. */
 		finish(u, u->abort_only ? -EIO : u->final_rc);
+		return;
+	}
+	if (u->step == UP_LIST || (u->step == UP_STRAY &&
+	    strcmp(e->code, "NoSuchUpload") != 0)) {
+		/* Best effort too: the new upload matters more. */
+		log_warnx("%s; an upload of it may stay open (an S3 lifecycle "
+		    "rule AbortIncompleteMultipartUpload removes it)", u->why);
+		u->nstrays = 0;
+		create(u);
+		return;
+	}
+	if (u->step == UP_STRAY) {
+		next_stray(u);
 		return;
 	}
 	if (strcmp(e->code, "NoSuchUpload") == 0 && u->f != NULL &&
@@ -336,6 +395,20 @@ req_done(struct http_req *r, void *arg)
 		forget_upload(u);
 		finish(u, u->final_rc);
 		return;
+	case UP_LIST:
+		if ((u->nstrays = s3_upload_ids(resp, u->key, &u->strays)) < 0) {
+			u->nstrays = 0;
+			snprintf(e.code, sizeof(e.code), "BadResponse");
+			snprintf(e.message, sizeof(e.message), "not XML");
+			failed(u, resp, &e);
+			break;
+		}
+		next_stray(u);
+		break;
+	case UP_STRAY:
+		free(u->strays[--u->nstrays]);
+		next_stray(u);
+		break;
 	case UP_CREATE:
 		if ((id = s3_upload_id(resp)) == NULL) {
 			snprintf(e.code, sizeof(e.code), "BadResponse");
@@ -430,6 +503,13 @@ with_creds(void *arg, const struct aws_creds *c, const char *error)
 	case UP_ABORT:
 		u->req = s3_abort_multipart(&u->loc, u->key,
 		    u->f->s3_upload_id, c, now);
+		break;
+	case UP_LIST:
+		u->req = s3_list_multipart(&u->loc, c, now);
+		break;
+	case UP_STRAY:
+		u->req = s3_abort_multipart(&u->loc, u->key,
+		    u->strays[u->nstrays - 1], c, now);
 		break;
 	}
 	if (u->req != NULL) {
@@ -540,7 +620,19 @@ upload_start(const struct upload_env *env, const struct s3_loc *loc,
 		}
 		return 0;
 	}
+	if (f->s3_part_size > 0) {
+		/* An intent without an id: a CREATE may have gone unrecorded. */
+		u->step = UP_LIST;
+		run(u);
+		return 0;
+	}
 	u->step = UP_CREATE;
+	f->s3_part_size = (int64_t)u->part_size;
+	if (env->journal.record(arg, f, 0, NULL) != 0) {
+		f->s3_part_size = 0;
+		rc = -EIO;
+		goto fail;
+	}
 	run(u);
 	return 0;
 fail:

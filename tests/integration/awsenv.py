@@ -176,6 +176,7 @@ class Proxy:
     def __init__(self, target_port):
         self.records = []       # (method, path, query dict, status)
         self.hold = None        # predicate(method, path, query) -> seconds
+        self.hold_answer = None  # the same, after S3 answered: the answer waits
         self.fail = None        # predicate(method, path, query) -> status to answer
         self.epoch = 0          # bumped by release(): held requests are dropped
         self.lock = threading.Lock()
@@ -200,14 +201,10 @@ class Proxy:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                delay = proxy.hold(self.command, u.path, q) if proxy.hold else 0
-                if delay:
-                    epoch = proxy.epoch
-                    time.sleep(delay)
-                    if epoch != proxy.epoch:
-                        # Its sender was killed meanwhile: S3 never gets it.
-                        self.close_connection = True
-                        return
+                if proxy._held(proxy.hold, self.command, u.path, q):
+                    # Its sender was killed meanwhile: S3 never gets it.
+                    self.close_connection = True
+                    return
                 c = http.client.HTTPConnection("127.0.0.1", target_port, timeout=60)
                 hdrs = {k: v for k, v in self.headers.items()
                         if k.lower() not in ("connection", "expect")}
@@ -216,6 +213,11 @@ class Proxy:
                 data = r.read()
                 with proxy.lock:
                     proxy.records.append((self.command, u.path, q, r.status))
+                if proxy._held(proxy.hold_answer, self.command, u.path, q):
+                    # S3 did it, but its sender was killed before hearing so.
+                    self.close_connection = True
+                    c.close()
+                    return
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -234,9 +236,19 @@ class Proxy:
         self.url = "http://127.0.0.1:%d" % self.port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def _held(self, pred, method, path, q):
+        """Holds for pred's seconds; True when release() came meanwhile."""
+        delay = pred(method, path, q) if pred else 0
+        if not delay:
+            return False
+        epoch = self.epoch
+        time.sleep(delay)
+        return epoch != self.epoch
+
     def release(self):
-        """Stops holding; requests still held are dropped, not forwarded."""
-        self.hold = None
+        """Stops holding; requests still held are dropped, not forwarded,
+        and answers still held are never delivered."""
+        self.hold = self.hold_answer = None
         self.epoch += 1
 
     def parts(self):

@@ -117,18 +117,20 @@ def test_access_denied_names_the_action(env):
           "error should name the action, bucket and key: %s" % e)
 
 
-def test_kill_during_multipart_resumes(env):
+def _one_multipart_file(env):
+    """One EOB file large enough for a multipart upload, kept locally, and
+    S3 behind a proxy that can hold requests or answers."""
     moto, _, _, proxy = aws_env(env, proxy=True, keep_local="yes")
     env.emu.config(generate={"ExplanationOfBenefit": 36000}, lines_per_file=36000)
     text = open(env.conf).read().replace(
         "keep_local = yes", "keep_local = yes\nresource_types = ExplanationOfBenefit")
     open(env.conf, "w").write(text)
-    # Part 3 is held back before it reaches S3, so the kill lands while S3
-    # has parts 1 and 2 only.
-    proxy.hold = lambda m, p, q: 4 if m == "PUT" and q.get("partNumber") == ["3"] else 0
-    env.start()
-    jid = env.run()
-    wait_for(lambda: len([p for p in proxy.parts() if p[1] == 200]) >= 2, 120, "two parts")
+    return moto, proxy
+
+
+def _restart_and_compare(env, jid, moto, proxy):
+    """Kills the daemon, lets the proxy go, restarts it to DONE and checks
+    the object against the local copy."""
     env.kill9()
     proxy.release()
     env.start()
@@ -136,12 +138,44 @@ def test_kill_during_multipart_resumes(env):
     j, base, _ = _keys(env, jid)
     local = open(os.path.join(j["dir"], "ExplanationOfBenefit-1.ndjson"), "rb").read()
     check(moto.get(base + "ExplanationOfBenefit-1.ndjson") == local, "object differs")
+
+
+def test_kill_during_multipart_resumes(env):
+    moto, proxy = _one_multipart_file(env)
+    # Part 3 is held back before it reaches S3, so the kill lands while S3
+    # has parts 1 and 2 only.
+    proxy.hold = lambda m, p, q: 4 if m == "PUT" and q.get("partNumber") == ["3"] else 0
+    env.start()
+    jid = env.run()
+    wait_for(lambda: len([p for p in proxy.parts() if p[1] == 200]) >= 2, 120, "two parts")
+    _restart_and_compare(env, jid, moto, proxy)
     sent = [n for n, st in proxy.parts()]
     for n in set(sent):
         check(sent.count(n) == 1, "part %d sent %d times: %s" % (n, sent.count(n), sent))
     creates = [r for r in proxy.records if r[0] == "POST" and "uploads" in r[2]]
     check(len(creates) == 1, "CreateMultipartUpload sent %d times" % len(creates))
     check(moto.uploads_in_progress() == [], "multipart uploads left open")
+
+
+def test_kill_between_create_and_its_record(env):
+    """S3 created the multipart upload, and bcdad was killed before its
+    answer arrived: the intent recorded before the call makes the restart
+    list the bucket's open uploads and abort the key's stray one, then
+    upload anew, so no upload is left open in S3."""
+    moto, proxy = _one_multipart_file(env)
+    proxy.hold_answer = lambda m, p, q: 6 if m == "POST" and "uploads" in q else 0
+    env.start()
+    jid = env.run()
+    wait_for(lambda: [r for r in proxy.records if r[0] == "POST" and "uploads" in r[2]],
+             120, "a CreateMultipartUpload at S3")
+    check(len(moto.uploads_in_progress()) == 1, "S3 should hold the new upload")
+    _restart_and_compare(env, jid, moto, proxy)
+    lists = [r for r in proxy.records if r[0] == "GET" and "uploads" in r[2]]
+    check(len(lists) == 1 and lists[0][3] == 200, "ListMultipartUploads: %s" % lists)
+    aborts = [r for r in proxy.records if r[0] == "DELETE" and "uploadId" in r[2]]
+    check(len(aborts) == 1 and aborts[0][3] == 204, "stray aborted: %s" % aborts)
+    check(moto.uploads_in_progress() == [], "multipart uploads left open")
+    check("never recorded; aborting it" in env.log_text(), "the log should say so")
 
 
 def _start_imds(env):

@@ -777,6 +777,40 @@ T_TEST(test_upload_id)
 	}
 }
 
+/* ListMultipartUploads: the key's own uploads, not its prefix's. */
+T_TEST(test_upload_ids)
+{
+	struct http_resp list = resp(200, XML_DECL
+	    "<ListMultipartUploadsResult xmlns=\"" XMLNS "\">"
+	    "<Bucket>my-bucket</Bucket><KeyMarker></KeyMarker>"
+	    "<Upload><Key>a/b.ndjson</Key><UploadId>one</UploadId>"
+	    "<Initiator><ID>x</ID></Initiator></Upload>"
+	    "<Upload><Key>a/b.ndjson.2</Key><UploadId>other</UploadId></Upload>"
+	    "<Upload><UploadId>two</UploadId><Key>a/b.ndjson</Key></Upload>"
+	    "<Upload><Key>a/b.ndjson</Key></Upload>"
+	    "<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>");
+	struct http_resp none = resp(200, XML_DECL
+	    "<ListMultipartUploadsResult xmlns=\"" XMLNS "\">"
+	    "<Bucket>my-bucket</Bucket></ListMultipartUploadsResult>");
+	struct http_resp bad = resp(200, "<ListMultipartUploadsResult><Upload>");
+	char **ids = NULL;
+	int n, i;
+
+	n = s3_upload_ids(&list, "a/b.ndjson", &ids);
+	T_EQ_INT(n, 2);
+	if (n == 2) {
+		T_EQ_STR(ids[0], "one");
+		T_EQ_STR(ids[1], "two");
+	}
+	for (i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	T_EQ_INT(s3_upload_ids(&none, "a/b.ndjson", &ids), 0);
+	free(ids);
+	T_EQ_INT(s3_upload_ids(&bad, "a/b.ndjson", &ids), -EBADMSG);
+	T_ASSERT(ids == NULL);
+}
+
 T_TEST(test_malformed)
 {
 	const char *bodies[] = {
@@ -941,6 +975,7 @@ T_MAIN("s3",
     T_CASE(test_check_head_404),
     T_CASE(test_check_connection_error),
     T_CASE(test_upload_id),
+    T_CASE(test_upload_ids),
     T_CASE(test_malformed),
     T_CASE(test_json_errors),
     T_CASE(test_xml_hostile))
