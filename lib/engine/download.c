@@ -45,6 +45,38 @@ ej_dl_free(struct dl *d)
 }
 
 /*
+ * The disk is full (ENOSPC, EDQUOT): not the file's fault.  Its attempts
+ * are not counted; the file waits and is tried again, and the job says
+ * why in last_error.  Only a disk full for retry_budget seconds in a row
+ * fails the job, saying so.
+ */
+static void
+disk_full(struct ejob *j, size_t i, const char *why)
+{
+	const struct config *c = j->e->cfg;
+	struct file_row *f = &j->files[i];
+	uint64_t delay, now = ej_now(j->e);
+
+	if (j->full_since == 0)
+		j->full_since = now;
+	if (now - j->full_since >= (uint64_t)c->retry_budget * 1000) {
+		ej_fail(j, "%s (the disk stayed full for %d s, the "
+		    "retry_budget)", why, c->retry_budget);
+		return;
+	}
+	delay = ej_backoff(c->retry_min, c->retry_max, ++j->full_waits);
+	j->fs[i].next_at = now + delay;
+	free(f->last_error);
+	f->last_error = strdup(why);
+	ej_set_error(j, "waiting for disk space in %s: %s", j->row.out_dir,
+	    why);
+	JLOG(LOG_LVL_WARN, j, "%s; file %s tried again in %llu s",
+	    j->row.last_error, f->name,
+	    (unsigned long long)(delay + 999) / 1000);
+	ej_file_save(j, f, 0);
+}
+
+/*
  * A file failed.  Content errors (bad gzip, bad NDJSON, a URL we will not
  * send the token to) give up after FILE_ATTEMPTS; transport errors after
  * FILE_NET_ATTEMPTS.  The file is redone from its first byte each time.
@@ -87,10 +119,22 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 	const uint64_t *sev;
 	int k;
 
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		disk_full(j, d->idx, fetch_error(fe));
+		ej_dl_free(d);
+		return;
+	}
 	if (rc != 0) {
 		ej_file_failed(j, d->idx, 0, -1, fetch_error(fe));
 		ej_dl_free(d);
 		return;
+	}
+	if (j->full_since != 0) {
+		/* Space again: the wait is over. */
+		j->full_since = 0;
+		j->full_waits = 0;
+		free(j->row.last_error);
+		j->row.last_error = NULL;
 	}
 	f->state = FILE_DONE;
 	f->lines = (int64_t)fetch_lines(fe);
@@ -163,11 +207,13 @@ dl_done(struct http_req *r, void *arg)
 		return;
 	}
 	fetch_abort(d->fetch);
-	if (resp->sink_error != 0) {
+	if (resp->sink_error == -ENOSPC || resp->sink_error == -EDQUOT) {
+		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
+		disk_full(j, d->idx, what);
+	} else if (resp->sink_error != 0) {
 		/* Ours: the body failed to decode or validate, or disk. */
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
-		ej_file_failed(j, d->idx, resp->sink_error != -ENOSPC &&
-		    resp->sink_error != -EIO, -1, what);
+		ej_file_failed(j, d->idx, resp->sink_error != -EIO, -1, what);
 	} else if (resp->result == CURLE_OK && resp->status == 401 &&
 	    !j->fs[d->idx].reauth) {
 		j->fs[d->idx].reauth = 1;

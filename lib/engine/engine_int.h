@@ -111,6 +111,8 @@ struct ejob {
 	int		 aws_wait;	/* waiting for AWS credentials */
 	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
 	uint64_t	 recheck_at;	/* status asked after a file's 404 */
+	uint64_t	 full_since;	/* loop ms the disk was first full, 0 */
+	int		 full_waits;
 	struct file_row	*files;
 	struct fsched	*fs;
 	size_t		 nfiles;

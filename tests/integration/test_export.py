@@ -50,3 +50,35 @@ def test_incremental_since(env):
     from urllib.parse import urlparse, parse_qs
     q = parse_qs(urlparse(urls[1]).query)
     check(q.get("_since") == [tt], "second _since %s, expected %s" % (q.get("_since"), tt))
+
+
+def test_disk_full_waits_for_space(env):
+    """The storage directory fills up mid-export (a 256 KiB tmpfs): the
+    job waits, says why in status, spends none of its files' attempts, and
+    finishes by itself once there is room (the tmpfs grown to 64 MiB)."""
+    import subprocess
+    import sys
+    from harness import wait_for
+    small = os.path.join(env.dir, "small")
+    os.mkdir(small, 0o700)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
+                       small], stderr=subprocess.DEVNULL).returncode != 0:
+        print("skipped: cannot mount a tmpfs here (needs root)", file=sys.stderr)
+        return
+    env.cleanups.append(lambda: subprocess.run(["umount", "-l", small]))
+    env.emu.config(generate={"ExplanationOfBenefit": 600}, lines_per_file=100)
+    env.write_config(profile_extra="resource_types = ExplanationOfBenefit\n"
+                     "storage_dir = %s\n" % small)
+    env.start()
+    jid = env.run()
+    j = wait_for(lambda: (lambda r: r if "disk space" in (r["last_error"] or "") else None)(
+        env.job(jid)), 60, "the job to say it waits for disk space")
+    check(j["state"] == "DOWNLOAD", "state %s" % j["state"])
+    subprocess.run(["mount", "-o", "remount,size=64m", small], check=True)
+    j = env.wait_done(jid, timeout=120)
+    env.check_export_matches(jid)
+    with env.db() as c:
+        worst = c.execute("SELECT max(attempts) FROM files WHERE job_id = ?",
+                          (jid,)).fetchone()[0]
+    check(worst == 0, "a full disk counted against a file's attempts: %s" % worst)
+    check(not j["last_error"], "last_error after the wait: %s" % j["last_error"])
