@@ -53,7 +53,14 @@
 #include "util/log.h"
 #include "store_int.h"
 
-#define STORE_BUSY_MS	5000
+#define STORE_BUSY_MS	5000	/* at open, while migrating */
+/*
+ * Once open: how long a statement may wait for another process's lock on
+ * the event loop.  Short, because the engine writes again later what a
+ * busy database refused (lib/engine/record.c), and the loop must keep
+ * the watchdog fed.
+ */
+#define STORE_BUSY_RUN_MS 200
 
 
 /*
@@ -685,6 +692,7 @@ store_open(const char *path, int target, struct store **out, char *err,
 		if ((rc = migrate_one(st, m, err, errlen)) != 0)
 			goto fail;
 	}
+	sqlite3_busy_timeout(st->db, STORE_BUSY_RUN_MS);
 	*out = st;
 	return 0;
 fail:

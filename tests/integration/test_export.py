@@ -82,3 +82,38 @@ def test_disk_full_waits_for_space(env):
                           (jid,)).fetchone()[0]
     check(worst == 0, "a full disk counted against a file's attempts: %s" % worst)
     check(not j["last_error"], "last_error after the wait: %s" % j["last_error"])
+
+
+def test_database_locked_by_another_process(env):
+    """Another process holds the database's write lock for 4 s mid-download:
+    status still answers, the daemon's writes wait and are written again,
+    no file is fetched twice, and the export completes."""
+    import sqlite3
+    import time
+    from urllib.parse import urlparse
+    from harness import wait_for
+    env.emu.config(generate={"ExplanationOfBenefit": 2000}, lines_per_file=50,
+                   download_rate=300000)
+    env.write_config(profile_extra="resource_types = ExplanationOfBenefit")
+    env.start()
+    jid = env.run()
+    wait_for(lambda: len(env.files_done(jid)) >= 3, 60, "some files done")
+    db = sqlite3.connect(os.path.join(env.state, "bcdad.db"), isolation_level=None,
+                         timeout=10)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        t = time.monotonic() + 4
+        while time.monotonic() < t:
+            r = env.cli("status", "--json")
+            check(json.loads(r.stdout)[0]["id"] == jid, "status under the lock")
+            time.sleep(0.5)
+    finally:
+        db.execute("COMMIT")
+        db.close()
+    env.emu.config(download_rate=0)
+    env.wait_done(jid, timeout=120)
+    env.check_export_matches(jid)
+    check("database is locked" in env.log_text() or "busy" in env.log_text().lower(),
+          "the lock should have refused some write")
+    for path, n in env.emu.stats()["downloads_started"].items():
+        check(n == 1, "%s fetched %d times" % (path, n))
