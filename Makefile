@@ -20,6 +20,7 @@ DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libjansson-dev libsqlite3-dev libssl-dev zlib1g-dev libsystemd-dev \
 	   libinih-dev libexpat1-dev python3 python3-botocore awscli sqlite3 curl \
 	   python3-prometheus-client \
+	   clang libclang-rt-dev \
 	   systemd
 
 ifeq ($(SANITIZE),1)
@@ -56,7 +57,8 @@ SCHEMA   = $(sort $(wildcard schema/*.sql))
 
 BIN      = $(BUILD)/bcdad
 
-.PHONY: all check unit integration demo bench install clean deps check-deps
+.PHONY: all check unit integration demo bench install clean deps check-deps \
+	fuzz fuzz-lib
 
 all: check-deps $(BIN) bin/bcdad
 
@@ -94,6 +96,8 @@ $(BUILD)/tests/%: %.c $(wildcard tests/unit/*.h) $(HDRS) $(BUILD)/libbcdad.a
 
 check: deps all $(UNIT_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh
+	@if [ "$(SANITIZE)" != 1 ]; then \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5; fi
 
 unit: all $(UNIT_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh unit
@@ -109,6 +113,35 @@ bench: all $(BUILD)/bench_pipeline
 
 $(BUILD)/bench_pipeline: tests/bench/bench_pipeline.c $(BUILD)/libbcdad.a
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libbcdad.a $(LDLIBS)
+
+# libFuzzer targets, one per family of outside input (tests/fuzz/), built
+# with clang, ASan and UBSan in build/fuzz.  `make fuzz` runs each for
+# FUZZ_SECONDS from its seeds, growing a corpus under build/fuzz/corpus,
+# and prints the executions; `make check` runs them briefly.
+FUZZ_DIR  = build/fuzz
+FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+
+fuzz-lib:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=clang \
+	  SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_DIR)/libbcdad.a
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h fuzz-lib
+	clang -O1 -g -std=c11 -D_GNU_SOURCE $(WARN) -Ilib $(PKG_CFLAGS) \
+	  -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_DIR)/libbcdad.a $(LDLIBS)
+
+fuzz: fuzz-lib $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    $(FUZZ_DIR)/corpus/$$n tests/fuzz/seeds/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
+	    || { tail -40 $(FUZZ_DIR)/$$n.log; echo "fuzz $$n: FAILED"; exit 1; }; \
+	  printf 'fuzz %-8s %10s executions in %s s, corpus %s\n' $$n \
+	    "$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$n.log)" \
+	    $(FUZZ_SECONDS) "$$(ls $(FUZZ_DIR)/corpus/$$n | wc -l)"; done
 
 # Fails early with the apt-get line instead of a wall of compiler errors.
 check-deps:
