@@ -58,7 +58,7 @@ SCHEMA   = $(sort $(wildcard schema/*.sql))
 BIN      = $(BUILD)/bcdad
 
 .PHONY: all check unit integration demo bench install clean deps check-deps \
-	fuzz fuzz-lib
+	fuzz fuzz-lib crashtest
 
 all: check-deps $(BIN) bin/bcdad
 
@@ -113,6 +113,14 @@ bench: all $(BUILD)/bench_pipeline
 
 $(BUILD)/bench_pipeline: tests/bench/bench_pipeline.c $(BUILD)/libbcdad.a
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libbcdad.a $(LDLIBS)
+
+# The long crash loop: CRASH_KILLS SIGKILLs at random instants over full
+# pipeline exports (tests/integration/test_crashloop.py; make check runs 12).
+CRASH_KILLS ?= 200
+crashtest: all
+	@CRASH_KILLS=$(CRASH_KILLS) BCDAD_BIN=$(CURDIR)/$(BIN) \
+	  BCDAD_PYTHON=$(PYTHON) BCDAD_FIXTURES=$(CURDIR)/tests/fixtures \
+	  $(PYTHON) tests/integration/run.py test_kill_anywhere
 
 # libFuzzer targets, one per family of outside input (tests/fuzz/), built
 # with clang, ASan and UBSan in build/fuzz.  `make fuzz` runs each for
