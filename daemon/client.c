@@ -444,18 +444,25 @@ client_main(const char *sock, int argc, char **argv)
 	} else if (strcmp(cmd, "history") == 0) {
 		if ((rc = history_cmd(sock, argc, argv)) < 0)
 			goto usage;
-	} else if (strcmp(cmd, "cancel") == 0 && argc == 2) {
+	} else if ((strcmp(cmd, "cancel") == 0 && argc == 2) ||
+	    (strcmp(cmd, "retry") == 0 && (argc == 2 || (argc == 3 &&
+	    strcmp(argv[2], "--wait") == 0)))) {
 		errno = 0;
 		id = strtoll(argv[1], &end, 10);
 		if (*argv[1] == '\0' || *end != '\0' || errno != 0 || id <= 0) {
-			fprintf(stderr, "bcdad: cancel needs a job number, "
-			    "not \"%s\"\n", argv[1]);
+			fprintf(stderr, "bcdad: %s needs a job number, not "
+			    "\"%s\"\n", cmd, argv[1]);
 			return 2;
 		}
-		rep = client_call(sock, json_pack("{s:s, s:I}", "cmd", "cancel",
+		rep = client_call(sock, json_pack("{s:s, s:I}", "cmd", cmd,
 		    "job", (json_int_t)id));
-		if ((rc = check_reply(rep)) == 0)
-			printf("cancelling job %lld\n", id);
+		if ((rc = check_reply(rep)) == 0) {
+			printf("%s job %lld\n", *cmd == 'c' ? "cancelling" :
+			    "retrying", id);
+			fflush(stdout);
+			if (argc == 3)
+				rc = wait_job(sock, id);
+		}
 	} else {
 		goto usage;
 	}

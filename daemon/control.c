@@ -183,8 +183,8 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 			reply(c, jobs);
 		}
 	} else if (!c->privileged) {
-		reply_error(c, "permission denied: run and cancel need root "
-		    "or the bcdad user or group");
+		reply_error(c, "permission denied: run, cancel and retry need "
+		    "root or the bcdad user or group");
 	} else if (strcmp(cmd, "run") == 0) {
 		profile = json_string_value(json_object_get(req, "profile"));
 		if (profile == NULL)
@@ -196,11 +196,13 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 		else
 			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",
 			    (json_int_t)id));
-	} else if (strcmp(cmd, "cancel") == 0) {
+	} else if (strcmp(cmd, "cancel") == 0 || strcmp(cmd, "retry") == 0) {
 		v = json_object_get(req, "job");
 		if (!json_is_integer(v))
-			reply_error(c, "cancel needs an integer \"job\"");
-		else if (engine_cancel(e, json_integer_value(v), err,
+			reply_error(c, "cancel and retry need an integer "
+			    "\"job\"");
+		else if ((strcmp(cmd, "cancel") == 0 ? engine_cancel :
+		    engine_retry)(e, json_integer_value(v), err,
 		    sizeof(err)) != 0)
 			reply_error(c, err);
 		else

@@ -684,6 +684,128 @@ engine_free(struct engine *e)
 	free(e);
 }
 
+/* -EBUSY, saying which, when a job of profile is running. */
+static int
+profile_idle(struct engine *e, const char *profile, char *err, size_t errlen)
+{
+	struct ejob *j;
+
+	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (!j->dead && strcmp(j->row.profile, profile) == 0) {
+			snprintf(err, errlen, "job %lld of profile %s is "
+			    "still in %s", (long long)j->row.id, profile,
+			    job_state_name(j->row.state));
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+/* The state of the history's last change to FAILED. */
+static int
+failed_from(int64_t at, enum job_state from, enum job_state to,
+    const char *reason, void *arg)
+{
+	enum job_state *s = arg;
+
+	(void)at;
+	(void)reason;
+	if (to == JOB_FAILED && (int)from >= 0)
+		*s = from;
+	return 0;
+}
+
+/* Files given up on, and S3 uploads, get their attempts back. */
+static void
+retry_files(struct ejob *j)
+{
+	struct file_row *f;
+	size_t i;
+
+	for (i = 0; i < j->nfiles; i++) {
+		f = &j->files[i];
+		if (f->state == FILE_FAILED) {
+			f->state = FILE_PENDING;
+			f->attempts = 0;
+			j->fs[i].unsaved |= FS_DIRTY;
+		}
+		if (f->s3_state == S3_FAILED) {
+			f->s3_state = S3_PENDING;
+			j->fs[i].unsaved |= FS_DIRTY;
+		}
+	}
+}
+
+int
+engine_retry(struct engine *e, int64_t id, char *err, size_t errlen)
+{
+	enum job_state from = JOB_NSTATES;
+	struct job_row row;
+	struct ejob *j, *next;
+	int rc;
+
+	for (j = TAILQ_FIRST(&e->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (j->row.id != id)
+			continue;
+		if (!j->dead || !reapable(j)) {
+			snprintf(err, errlen, "job %lld is %s", (long long)id,
+			    j->dead ? "announcing its outcome; try again in a "
+			    "moment" : "still running");
+			return -EBUSY;
+		}
+		TAILQ_REMOVE(&e->jobs, j, entry);
+		job_free(j);
+	}
+	if ((rc = engine_job(e, id, &row)) != 0) {
+		snprintf(err, errlen, rc == -ENOENT ? "no job %lld" :
+		    "cannot read job %lld", (long long)id);
+		return rc;
+	}
+	if (row.state != JOB_FAILED || pt_for(e, row.profile) == NULL ||
+	    engine_history(e, id, failed_from, &from) != 0 ||
+	    from == JOB_NSTATES) {
+		snprintf(err, errlen, row.state != JOB_FAILED ? "job %lld "
+		    "is %s: only a FAILED job can be retried" : pt_for(e,
+		    row.profile) == NULL ? "job %lld: its profile is no longer "
+		    "configured" : "job %lld: cannot tell where it failed",
+		    (long long)id, job_state_name(row.state));
+		job_row_clear(&row);
+		return -EINVAL;
+	}
+	if ((rc = profile_idle(e, row.profile, err, errlen)) != 0) {
+		job_row_clear(&row);
+		return rc;
+	}
+	/* A new attempt: its outcome is announced anew. */
+	row.notify_state = 0;
+	if (from == JOB_NEW)
+		from = JOB_TOKEN;
+	if (from == JOB_KICKOFF)
+		row.kickoffs = 0;
+	if (from == JOB_IMPORT && ej_import_reset(&row, time(NULL)) != 0) {
+		job_row_clear(&row);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if ((j = job_add(e, &row)) == NULL) {
+		job_row_clear(&row);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (ej_load_files(j) != 0) {
+		TAILQ_REMOVE(&e->jobs, j, entry);
+		job_free(j);
+		snprintf(err, errlen, "cannot read the files of job %lld",
+		    (long long)id);
+		return -EIO;
+	}
+	retry_files(j);
+	/* Written now or, should the store refuse, before its next step. */
+	ej_enter(j, from, "retry requested", 0);
+	return 0;
+}
+
 int
 engine_run(struct engine *e, const char *profile, const char *since, int full,
     int64_t *job_id, char *err, size_t errlen)
@@ -696,14 +818,8 @@ engine_run(struct engine *e, const char *profile, const char *since, int full,
 		snprintf(err, errlen, "no profile named %s", profile);
 		return -ENOENT;
 	}
-	TAILQ_FOREACH(j, &e->jobs, entry) {
-		if (!j->dead && strcmp(j->row.profile, profile) == 0) {
-			snprintf(err, errlen, "job %lld of profile %s is "
-			    "still in %s", (long long)j->row.id, profile,
-			    job_state_name(j->row.state));
-			return -EBUSY;
-		}
-	}
+	if ((rc = profile_idle(e, profile, err, errlen)) != 0)
+		return rc;
 	if (since != NULL && (full || !config_valid_instant(since))) {
 		snprintf(err, errlen, full ? "--since and --full exclude each "
 		    "other" : "--since %s is not an RFC 3339 instant with a "

@@ -47,6 +47,14 @@ int		 engine_run(struct engine *, const char *profile,
 int		 engine_cancel(struct engine *, int64_t job_id, char *err,
 		    size_t errlen);
 /*
+ * Resumes a FAILED job in the state it failed in, with its files' and
+ * uploads' attempts renewed: the same BCDA job while BCDA still has it
+ * (past its expiry the job starts a new one, as always).  -ENOENT, or
+ * -EINVAL / -EBUSY with err saying why it cannot.
+ */
+int		 engine_retry(struct engine *, int64_t job_id, char *err,
+		    size_t errlen);
+/*
  * Reads for status and metrics (rows as job.h describes them; a callback
  * owns nothing and may stop the walk by returning non-zero).  0 or a
  * negative errno; engine_job gives -ENOENT for no such job.

@@ -262,6 +262,7 @@ void	step_s3_put(struct ejob *j);
 
 /* import.c */
 void	ej_aws_call(struct ejob *j, aws_build_fn, aws_done_fn);
+int	ej_import_reset(struct job_row *row, time_t now);
 char	*ej_import_uri(const struct ejob *j);
 void	step_import(struct ejob *j);
 

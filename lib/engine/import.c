@@ -278,6 +278,35 @@ on_describe(struct ejob *j, const struct http_resp *resp)
 	ej_enter(j, JOB_NOTIFY, why, REC_WATERMARK);
 }
 
+/*
+ * bcdad retry of a job whose import failed: forget that import, and give
+ * the next one a ClientToken of its own (HealthLake would answer the old
+ * one with the failed import), salted with the time of the retry and
+ * saved with the job before the call, as always.
+ */
+int
+ej_import_reset(struct job_row *row, time_t now)
+{
+	char tok[HL_CLIENT_TOKEN_MAX + 1], *salted;
+	int rc;
+
+	if (asprintf(&salted, "%s/retry-%lld", row->profile,
+	    (long long)now) < 0)
+		return -ENOMEM;
+	rc = hl_client_token(row->id, salted, tok);
+	free(salted);
+	if (rc != 0)
+		return rc;
+	free(row->import_job_id);
+	free(row->import_status);
+	free(row->import_message);
+	free(row->import_report);
+	free(row->import_token);
+	row->import_job_id = row->import_status = NULL;
+	row->import_message = row->import_report = NULL;
+	return (row->import_token = strdup(tok)) != NULL ? 0 : -ENOMEM;
+}
+
 void
 step_import(struct ejob *j)
 {

@@ -49,7 +49,10 @@ static const unsigned transitions[JOB_NSTATES] = {
 	[JOB_IMPORT]	= T(JOB_NOTIFY) | T(JOB_FAILED) | T(JOB_CANCELLED),
 	[JOB_NOTIFY]	= T(JOB_DONE),
 	[JOB_DONE]	= 0,
-	[JOB_FAILED]	= 0,
+	/* bcdad retry: back to the state it failed in. */
+	[JOB_FAILED]	= T(JOB_TOKEN) | T(JOB_KICKOFF) | T(JOB_POLL) |
+			  T(JOB_DOWNLOAD) | T(JOB_S3_PUT) | T(JOB_IMPORT) |
+			  T(JOB_NOTIFY),
 	[JOB_CANCELLED]	= 0,
 	[JOB_SKIPPED]	= 0,
 };
@@ -93,15 +96,11 @@ job_transition_ok(enum job_state from, enum job_state to)
 }
 
 /*
- * See job.h.  The order is the one Core Lightning uses: compare-and-set
- * the state, save the row, run the caller's extra writes, add the history
- * row, commit; only after the commit does memory change, so a failed
- * write leaves the job exactly as it was on disk and in memory.
- */
-/*
  * The one write of a job: compare-and-set of its state (to itself for a
  * checkpoint), every field, extra, and a history row for a change of
- * state or a reason, in one transaction.
+ * state or a reason, in one transaction.  The order is the one Core
+ * Lightning uses; only after the commit does memory change, so a failed
+ * write leaves the job exactly as it was on disk and in memory.
  */
 static int
 job_write(struct store *st, struct job_row *job, enum job_state expected,

@@ -158,6 +158,36 @@ def test_failed_import_fails_job_and_notifies(env):
     check(msgs[0]["MessageAttributes"]["outcome"]["Value"] == "FAILED", "attribute")
 
 
+def test_retry_after_a_failed_import(env):
+    """bcdad retry resumes a job whose HealthLake import failed: a new
+    import (its own ClientToken) of the same export, no new BCDA export,
+    no file fetched again, and the new outcome announced."""
+    moto, hl, _ = pipeline_env(env)
+    hl.config(job_outcome="FAILED")
+    env.start()
+    jid = env.run()
+    check(env.wait_terminal(jid, timeout=120)["state"] == "FAILED", "first attempt")
+    _notifications(moto, 1)
+    hl.config(job_outcome="COMPLETED")
+    r = env.cli("retry", str(jid), "--wait", ok=False)
+    check(r.returncode == 0, "retry --wait exited %d: %s%s" % (r.returncode, r.stdout, r.stderr))
+    check(env.job(jid)["state"] == "DONE", "state %s" % env.job(jid)["state"])
+    st = hl.stats()
+    check(st["jobs_created"] == 2, "imports created: %d" % st["jobs_created"])
+    check(st["jobs"][0]["ClientToken"] != st["jobs"][1]["ClientToken"], "a new ClientToken")
+    es = env.emu.stats()
+    check(es["kickoffs"] == 1, "BCDA kickoffs: %d" % es["kickoffs"])
+    check(all(n == 1 for n in es["downloads_started"].values()), "a file fetched again")
+    msgs = _notifications(moto, 1)
+    check([json.loads(m["Message"])["outcome"] for m in msgs] == ["DONE"],
+          "the retry's outcome: %s" % [m["Message"][:80] for m in msgs])
+    check(any(h[2] == "retry requested" and h[0] == 9 and h[1] == 6
+              for h in env.history(jid)), "history: %s" % env.history(jid))
+    # Only a FAILED job can be retried.
+    r = env.cli("retry", str(jid), ok=False)
+    check(r.returncode != 0 and "only a FAILED job" in r.stderr, "retry of DONE: %s" % r.stderr)
+
+
 def test_completed_with_errors_is_announced(env):
     moto, hl, _ = pipeline_env(env)
     hl.config(job_outcome="COMPLETED_WITH_ERRORS")

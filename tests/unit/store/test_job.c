@@ -18,8 +18,9 @@
  * The intended transitions, from the specification rather than from
  * job.c: the forward path, POLL and DOWNLOAD back to KICKOFF when BCDA
  * expired the job or its files, FAILED or CANCELLED from every state
- * from NEW to IMPORT, NOTIFY only to DONE, and nothing out of the three
- * terminal states.
+ * from NEW to IMPORT, NOTIFY only to DONE, FAILED back to the state it
+ * failed in (bcdad retry, never to NEW), and nothing out of DONE,
+ * CANCELLED or SKIPPED.
  */
 static int
 expected_ok(int from, int to)
@@ -44,6 +45,9 @@ expected_ok(int from, int to)
 			return 1;
 	if (from >= JOB_NEW && from <= JOB_IMPORT &&
 	    (to == JOB_FAILED || to == JOB_CANCELLED))
+		return 1;
+	/* bcdad retry resumes a FAILED job where it failed. */
+	if (from == JOB_FAILED && to >= JOB_TOKEN && to <= JOB_NOTIFY)
 		return 1;
 	return 0;
 }
@@ -88,8 +92,11 @@ T_TEST(test_every_transition)
 			n += want;
 		}
 	}
-	/* 11 forward edges + 7 live states x {FAILED, CANCELLED}. */
-	T_EQ_INT(n, 25);
+	/*
+	 * 11 forward edges + 7 live states x {FAILED, CANCELLED} + FAILED
+	 * back to any of 7 live states but NEW.
+	 */
+	T_EQ_INT(n, 32);
 }
 
 T_TEST(test_transition_out_of_range)
