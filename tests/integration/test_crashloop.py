@@ -68,7 +68,10 @@ def test_kill_anywhere_full_pipeline(env):
         while True:
             # A stage from here on picked at random, then a random instant
             # in it: the short stages get their share of kills too.
-            target = rnd.randrange(max(_state(env, jid), 1), 8)
+            cur = _state(env, jid)
+            if cur >= 8:
+                break
+            target = rnd.randrange(max(cur, 1), 8)
             wait_for(lambda: _state(env, jid) >= target, 120, "state %s" % STATES[target],
                      0.01)
             time.sleep(rnd.expovariate(1 / 0.05))
