@@ -128,7 +128,9 @@ sm_parse_created(const struct http_resp *resp)
 	    resp->body_len, 0, NULL)) == NULL)
 		return 0;
 	cd = json_object_get(root, "CreatedDate");
-	if (json_is_number(cd) && json_number_value(cd) > 0)
+	/* Within what a time_t can hold (found by fuzz_aws: 0.7e99). */
+	if (json_is_number(cd) && json_number_value(cd) > 0 &&
+	    json_number_value(cd) < 1e15)
 		t = (int64_t)json_number_value(cd);
 	wipe_json(root);
 	json_decref(root);

@@ -1058,6 +1058,9 @@ T_TEST(test_sm_parse_secret)
 		explicit_bzero(secret, strlen(secret));
 	free(id);
 	free(secret);
+	/* A CreatedDate no time_t holds is none (fuzz_aws found 0.7e99). */
+	r = resp(200, "{\"CreatedDate\":0.7e99}");
+	T_EQ_INT(sm_parse_created(&r), 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = resp(200, bad[i].body);
 		if (strstr(bad[i].body, "CreatedDate") == NULL)
