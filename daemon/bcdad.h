@@ -21,6 +21,7 @@ char	*socket_path(const struct config *);
 
 /* daemon.c */
 int	daemon_run(struct config *);
+int	daemon_check_dirs(const struct config *, char *errs, size_t errlen);
 
 /* control.c */
 struct ctl;

@@ -155,6 +155,17 @@ shutdown_daemon(struct daemon *d, const char *why)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
+/* Logs each line of text (modified) at level, after prefix. */
+static void
+log_each(enum log_level level, const char *prefix, char *text)
+{
+	char *line, *save = NULL;
+
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		log_emit(level, 0, "%s%s", prefix, line);
+}
+
 /*
  * SIGHUP (systemctl reload bcdad): reads the configuration again.  A file
  * with errors is refused with every error logged, and the old
@@ -163,16 +174,16 @@ shutdown_daemon(struct daemon *d, const char *why)
 static void
 reload(struct daemon *d)
 {
-	char errs[8192], err[256], *line, *save = NULL;
+	char errs[8192], err[256];
 	struct config *c;
 
 	sd_notify(0, "RELOADING=1");
-	if ((c = config_load(d->cfg->path, errs, sizeof(errs))) == NULL) {
+	if ((c = config_load(d->cfg->path, errs, sizeof(errs))) == NULL ||
+	    daemon_check_dirs(c, errs, sizeof(errs)) != 0) {
+		config_free(c);
 		log_warnx("SIGHUP: %s has errors; keeping the configuration "
 		    "in use", d->cfg->path);
-		for (line = strtok_r(errs, "\n", &save); line != NULL;
-		    line = strtok_r(NULL, "\n", &save))
-			log_warnx("SIGHUP: %s", line);
+		log_each(LOG_LVL_WARN, "SIGHUP: ", errs);
 	} else if (engine_reload(d->engine, c, err, sizeof(err)) != 0) {
 		log_warnx("SIGHUP: not reloaded, keeping the configuration in "
 		    "use: %s", err);
@@ -218,6 +229,41 @@ make_dirs(const struct config *c)
 		}
 	}
 	return 0;
+}
+
+/*
+ * Every directory the daemon writes (state, runtime, each profile's
+ * storage) must be writable from here, or creatable: run by `bcdad -n` as
+ * the unit's ExecStartPre=, inside its sandbox, this finds a storage_dir
+ * that ProtectSystem= made read-only before BCDA builds an export for it.
+ * Each problem is one line in errs; returns their number.
+ */
+int
+daemon_check_dirs(const struct config *c, char *errs, size_t errlen)
+{
+	const char *dir, *names[] = { "state_dir", "runtime_dir",
+	    "storage_dir" };
+	const char *dirs[] = { c->state_dir, c->runtime_dir, c->storage_dir };
+	size_t used = 0, i, n = sizeof(dirs) / sizeof(dirs[0]);
+	int bad = 0, rc;
+
+	errs[0] = '\0';
+	for (i = 0; i < n + (size_t)c->nprofiles; i++) {
+		dir = i < n ? dirs[i] : c->profiles[i - n]->storage_dir;
+		if ((rc = fs_writable(dir)) == 0)
+			continue;
+		bad++;
+		if (used < errlen)
+			used += (size_t)snprintf(errs + used, errlen - used,
+			    "%s%s%s%s is not writable here: %s: %s%s\n",
+			    i < n ? "" : "profile ", i < n ? "" :
+			    c->profiles[i - n]->name, i < n ? "" : " ",
+			    i < n ? names[i] : "storage_dir", dir, strerror(-rc),
+			    rc == -EROFS ? " (under systemd, grant it with "
+			    "ReadWritePaths= in a drop-in: systemctl edit "
+			    "bcdad)" : "");
+	}
+	return bad;
 }
 
 /* The socket systemd passed us (bcdad.socket), or -1. */
@@ -281,7 +327,7 @@ int
 daemon_run(struct config *c)
 {
 	struct daemon d;
-	char err[512], *db = NULL, *sock = NULL;
+	char err[512], errs[4096], *db = NULL, *sock = NULL;
 	int rc = 1, lockfd;
 
 	memset(&d, 0, sizeof(d));
@@ -293,6 +339,10 @@ daemon_run(struct config *c)
 	umask(077);
 	if (make_dirs(c) != 0 || (lockfd = lock_state_dir(c)) < 0)
 		return 1;
+	if (daemon_check_dirs(c, errs, sizeof(errs)) != 0) {
+		log_each(LOG_LVL_ERR, "", errs);
+		goto out;
+	}
 	if (asprintf(&db, "%s/bcdad.db", c->state_dir) < 0 ||
 	    (sock = socket_path(c)) == NULL) {
 		log_errx("out of memory");

@@ -35,7 +35,8 @@ usage(FILE *f)
 "\n"
 "  -c file    configuration (default $BCDAD_CONFIG or " DEFAULT_CONFIG ")\n"
 "  -d         log debug messages\n"
-"  -n         check the configuration, print every error, and exit\n"
+"  -n         check the configuration and that its directories are\n"
+"             writable, print every error, and exit\n"
 "  -s socket  control socket (default <runtime_dir>/" CTL_SOCKET_NAME ")\n"
 "  -v         print the version and exit\n"
 "  -h         this help\n"
@@ -132,6 +133,11 @@ main(int argc, char **argv)
 	}
 	if (c == NULL) {
 		fputs(errs, stderr);
+		return 1;
+	}
+	if (check && daemon_check_dirs(c, errs, sizeof(errs)) != 0) {
+		fprintf(stderr, "%s", errs);
+		config_free(c);
 		return 1;
 	}
 	if (check) {

@@ -110,3 +110,25 @@ fs_mkdir_p(const char *path, mode_t mode)
 	free(s);
 	return rc;
 }
+
+int
+fs_writable(const char *path)
+{
+	struct stat st;
+	char *s, *p;
+	int rc = 0;
+
+	if ((s = strdup(path)) == NULL)
+		return -ENOMEM;
+	while (rc == 0 && stat(s, &st) != 0) {
+		if (errno != ENOENT || (p = strrchr(s, '/')) == NULL)
+			rc = -errno;
+		else
+			p[p == s] = '\0';	/* "/a" goes to "/" */
+	}
+	if (rc == 0)
+		rc = !S_ISDIR(st.st_mode) ? -ENOTDIR :
+		    access(s, W_OK | X_OK) != 0 ? -errno : 0;
+	free(s);
+	return rc;
+}

@@ -20,5 +20,11 @@ int	fs_write_atomic(const char *path, const void *buf, size_t len,
 	    mode_t mode);
 /* Creates path and its missing parents with mode (e.g. 0700). */
 int	fs_mkdir_p(const char *path, mode_t mode);
+/*
+ * Whether this process can write in directory path, or create it: path
+ * itself when it exists, else its nearest existing parent.  A read-only
+ * mount (systemd's ProtectSystem=) answers -EROFS.
+ */
+int	fs_writable(const char *path);
 
 #endif

@@ -9,9 +9,11 @@ any bearer token reaches the logs, the database or the status output.
 import json
 import os
 import random
+import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 import harness
@@ -284,6 +286,46 @@ def test_help_and_check(env):
     for line, n in zip(lines, (3, 4, 8)):
         check(line.startswith("%s:%d: " % (bad, n)), "error line %r (expected line %d)" % (line, n))
     check(not os.path.exists(env.state), "-n created the state directory")
+
+
+def test_check_storage_writable(env):
+    """bcdad -n (the unit's ExecStartPre=, run inside its sandbox) finds a
+    profile storage_dir the daemon could not write, with the fix: a
+    read-only mount (as ProtectSystem= makes one) names ReadWritePaths=.
+    The daemon refuses to start on it, and a reload to it is refused."""
+    blocker = os.path.join(env.dir, "a-file")
+    open(blocker, "w").close()
+    env.write_config(profile_extra="storage_dir = %s/sub" % blocker)
+    r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 1 and "profile A9994 storage_dir is not writable here: %s/sub"
+          % blocker in r.stderr, "-n, storage under a file: %r" % (r,))
+    ro = os.path.join(env.dir, "ro")
+    os.mkdir(ro)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro],
+                      capture_output=True).returncode == 0:
+        env.cleanups.append(lambda: subprocess.run(["umount", ro]))
+        env.write_config(profile_extra="storage_dir = %s/A9994/out" % ro)
+        r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                           text=True, timeout=10)
+        check(r.returncode == 1 and "Read-only file system" in r.stderr and
+              "ReadWritePaths=" in r.stderr, "-n, read-only mount: %r" % (r,))
+        p = subprocess.run([harness.BIN, "-c", env.conf], capture_output=True, text=True,
+                           timeout=10)
+        check(p.returncode == 1 and "Read-only file system" in p.stderr,
+              "the daemon started on a read-only storage_dir: %r" % (p,))
+    else:
+        print("read-only mount skipped: cannot mount a tmpfs here (needs root)",
+              file=sys.stderr)
+    # A reload to an unwritable storage_dir keeps the configuration in use.
+    env.write_config()
+    env.start()
+    env.write_config(profile_extra="storage_dir = %s/sub" % blocker)
+    env.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "is not writable here" in env.log_text(), 10, "the refused reload")
+    check("keeping the configuration in use" in env.log_text(), env.log_text()[-600:])
+    env.wait_done(env.run())
+    check(env.stop() == 0, "clean stop")
 
 
 def test_socket_mode(env):
