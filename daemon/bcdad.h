@@ -26,7 +26,7 @@ int	daemon_check_dirs(const struct config *, char *errs, size_t errlen);
 /* control.c */
 struct ctl;
 struct ctl	*ctl_listen(uv_loop_t *, struct engine *, const char *path,
-		    int fd);
+		    long gid, int fd);
 void		 ctl_close(struct ctl *);
 
 /* client.c */

@@ -3,8 +3,10 @@
  * line per connection and one JSON reply line.  Requests carry
  * "version": 1.  Garbage, oversized or silent clients get an error (or are
  * dropped) and the daemon carries on; at most CTL_MAX_CONNS are open at
- * once, the oldest dropped for a new one.  Changing commands (run, cancel) are
- * allowed to root and to the daemon's own user and group.
+ * once, the oldest dropped for a new one.  Whoever reaches the socket (its
+ * group is control_group, bcdad-ctl in the packaged units) may ask status
+ * and history; changing commands (run, cancel, retry) are allowed to root
+ * and to the daemon's own user and group.
  */
 #include <errno.h>
 #include <grp.h>
@@ -355,11 +357,13 @@ socket_in_use(const char *path)
 
 /*
  * Listens on fd (from socket activation) or binds path, replacing a stale
- * socket file, but never one that another process still listens on.
- * Returns NULL with the reason logged.
+ * socket file, but never one that another process still listens on; a
+ * bound socket gets group gid (control_group) unless gid is -1.  Returns
+ * NULL with the reason logged.
  */
 struct ctl *
-ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
+ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, long gid,
+    int fd)
 {
 	struct ctl *ctl;
 	mode_t old;
@@ -387,6 +391,10 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, int fd)
 		umask(old);
 		if (rc != 0 || chmod(path, 0660) != 0)
 			goto fail;
+		if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+			rc = -errno;
+			goto fail;
+		}
 		ctl->path = strdup(path);
 	}
 	if ((rc = uv_listen((uv_stream_t *)&ctl->server, SOMAXCONN,

@@ -354,7 +354,7 @@ daemon_run(struct config *c)
 		log_errx("%s", err);
 		goto out_loop;
 	}
-	if ((d.ctl = ctl_listen(&d.loop, d.engine, sock,
+	if ((d.ctl = ctl_listen(&d.loop, d.engine, sock, c->control_gid,
 	    activated_socket())) == NULL) {
 		engine_stop(d.engine);
 		uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -101,6 +101,7 @@ struct config {
 	int		 bcda_request_window;	/* all profiles together (s) */
 	int		 bcda_job_timeout;	/* s a BCDA job blocks others */
 	char		*metrics_file;	/* Prometheus text file, or NULL */
+	long		 control_gid;	/* the control socket's group, or -1 */
 	struct profile	*profiles[CONFIG_MAX_PROFILES];
 	int		 nprofiles;
 

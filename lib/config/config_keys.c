@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ enum daemon_key {
 	DK_BCDA_REQUEST_WINDOW,
 	DK_BCDA_JOB_TIMEOUT,
 	DK_METRICS_FILE,
+	DK_CONTROL_GROUP,
 	DK__COUNT
 };
 
@@ -99,6 +101,7 @@ static const char *const daemon_keys[DK__COUNT] = {
 	[DK_BCDA_REQUEST_WINDOW] = "bcda_request_window",
 	[DK_BCDA_JOB_TIMEOUT] = "bcda_job_timeout",
 	[DK_METRICS_FILE] = "metrics_file",
+	[DK_CONTROL_GROUP] = "control_group",
 };
 
 static const char *const profile_keys[PK__COUNT] = {
@@ -356,6 +359,8 @@ daemon_key(struct parse_state *ps, int key, const char *value)
 {
 	struct config *c = ps->conf;
 	const char *name = daemon_keys[key];
+	struct group gr, *grp;
+	char buf[4096];
 	size_t i;
 
 	switch (key) {
@@ -378,6 +383,15 @@ daemon_key(struct parse_state *ps, int key, const char *value)
 			return -EINVAL;
 		}
 		set_str(ps, &c->metrics_file, value);
+		return 0;
+	case DK_CONTROL_GROUP:
+		if (getgrnam_r(value, &gr, buf, sizeof(buf), &grp) != 0 ||
+		    grp == NULL) {
+			conf_error(ps, ps->line, "control_group \"%s\" is not a "
+			    "group of this system", value);
+			return -EINVAL;
+		}
+		c->control_gid = (long)grp->gr_gid;
 		return 0;
 	case DK_LOG_LEVEL:
 		if (log_level_parse(value, &c->log_level) != 0) {
@@ -824,6 +838,7 @@ conf_defaults(struct parse_state *ps)
 
 	c->state_dir = conf_strdup(ps, DEFAULT_STATE_DIR);
 	c->runtime_dir = conf_strdup(ps, DEFAULT_RUNTIME_DIR);
+	c->control_gid = -1;
 	c->log_level = LOG_LVL_INFO;
 	for (i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++)
 		*(int *)(void *)((char *)c + int_keys[i].off) = int_keys[i].def;

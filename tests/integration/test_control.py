@@ -328,6 +328,24 @@ def test_check_storage_writable(env):
     check(env.stop() == 0, "clean stop")
 
 
+def test_control_group(env):
+    """control_group gives the control socket its group (status access
+    apart from the data); an unknown group is a configuration error."""
+    import grp
+    g = grp.getgrnam("nogroup")
+    env.write_config(daemon_extra="control_group = nogroup")
+    env.start()
+    st = os.stat(env.sock)
+    check(st.st_gid == g.gr_gid and stat.S_IMODE(st.st_mode) == 0o660,
+          "socket group %d mode %o" % (st.st_gid, stat.S_IMODE(st.st_mode)))
+    check(env.stop() == 0, "clean stop")
+    env.write_config(daemon_extra="control_group = no-such-group-here")
+    r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 1 and "control_group \"no-such-group-here\" is not a group"
+          in r.stdout + r.stderr, "-n, unknown group: %r" % (r,))
+
+
 def test_socket_mode(env):
     env.start()
     st = os.stat(env.sock)
