@@ -13,7 +13,7 @@
 #define CTL_VERSION	1
 #define CTL_MAX_MSG	(64 * 1024)	/* a request or reply line */
 #define CTL_TIMEOUT_MS	5000		/* a client that says nothing */
-#define CTL_MAX_CONNS	64		/* open at once; the oldest goes */
+#define CTL_MAX_CONNS	64		/* open at once (at most); the oldest goes */
 #define CTL_SOCKET_NAME	"bcdad.sock"
 
 /* main.c */
@@ -26,7 +26,7 @@ int	daemon_check_dirs(const struct config *, char *errs, size_t errlen);
 /* control.c */
 struct ctl;
 struct ctl	*ctl_listen(uv_loop_t *, struct engine *, const char *path,
-		    long gid, int fd);
+		    long gid, int maxconns, int fd);
 void		 ctl_close(struct ctl *);
 
 /* client.c */

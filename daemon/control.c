@@ -2,8 +2,9 @@
  * The control socket: a Unix stream socket, mode 0660, one JSON request
  * line per connection and one JSON reply line.  Requests carry
  * "version": 1.  Garbage, oversized or silent clients get an error (or are
- * dropped) and the daemon carries on; at most CTL_MAX_CONNS are open at
- * once, the oldest dropped for a new one.  Whoever reaches the socket (its
+ * dropped) and the daemon carries on; at most maxconns (CTL_MAX_CONNS, or
+ * a quarter of the descriptor limit) are open at once, the oldest dropped
+ * for a new one.  Whoever reaches the socket (its
  * group is control_group, bcdad-ctl in the packaged units) may ask status
  * and history; changing commands (run, cancel, retry) are allowed to root
  * and to the daemon's own user and group.
@@ -33,6 +34,7 @@ struct ctl {
 	char		*path;		/* unlinked at close; NULL if activated */
 	TAILQ_HEAD(, ctl_conn) conns;	/* open, not yet closing, oldest first */
 	int		 nconns;
+	int		 maxconns;	/* CTL_MAX_CONNS, or fewer */
 };
 
 struct ctl_conn {
@@ -310,7 +312,7 @@ connection_cb(uv_stream_t *server, int status)
 	 * flood of silent clients can hold neither descriptors nor the
 	 * socket from the next `bcdad run`.
 	 */
-	if (ctl->nconns >= CTL_MAX_CONNS)
+	if (ctl->nconns >= ctl->maxconns)
 		conn_close(TAILQ_FIRST(&ctl->conns));
 	c->ctl = ctl;
 	uv_pipe_init(ctl->loop, &c->pipe, 0);
@@ -363,7 +365,7 @@ socket_in_use(const char *path)
  */
 struct ctl *
 ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, long gid,
-    int fd)
+    int maxconns, int fd)
 {
 	struct ctl *ctl;
 	mode_t old;
@@ -373,6 +375,7 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, long gid,
 		return NULL;
 	ctl->loop = loop;
 	ctl->engine = e;
+	ctl->maxconns = maxconns > 0 ? maxconns : 1;
 	TAILQ_INIT(&ctl->conns);
 	uv_pipe_init(loop, &ctl->server, 0);
 	ctl->server.data = ctl;

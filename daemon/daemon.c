@@ -63,6 +63,31 @@ no_core_dumps(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/*
+ * Every transfer holds a socket and a file: the soft descriptor limit goes
+ * up to the hard one (LimitNOFILE= in the unit), and the control socket
+ * may use at most a quarter of it.  Returns that share.
+ */
+static int
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return CTL_MAX_CONNS;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	log_info("file descriptors: at most %llu (control clients: %llu)",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)
+	    (rl.rlim_cur / 4 < CTL_MAX_CONNS ? rl.rlim_cur / 4 :
+	    CTL_MAX_CONNS));
+	return rl.rlim_cur / 4 < CTL_MAX_CONNS ? (int)(rl.rlim_cur / 4) :
+	    CTL_MAX_CONNS;
+}
+
 /* The metrics file, written on the thread pool (fsync may block). */
 struct metrics_write {
 	uv_work_t	 work;
@@ -328,12 +353,13 @@ daemon_run(struct config *c)
 {
 	struct daemon d;
 	char err[512], errs[4096], *db = NULL, *sock = NULL;
-	int rc = 1, lockfd;
+	int rc = 1, lockfd, maxconns;
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = c;
 	log_init(c->log_level, stderr_is_journal());
 	no_core_dumps();
+	maxconns = raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 	umask(077);
@@ -355,7 +381,7 @@ daemon_run(struct config *c)
 		goto out_loop;
 	}
 	if ((d.ctl = ctl_listen(&d.loop, d.engine, sock, c->control_gid,
-	    activated_socket())) == NULL) {
+	    maxconns, activated_socket())) == NULL) {
 		engine_stop(d.engine);
 		uv_run(&d.loop, UV_RUN_DEFAULT);
 		goto out_engine;
@@ -369,6 +395,7 @@ daemon_run(struct config *c)
 	uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&d.sigint, signal_cb, SIGINT);
 	uv_signal_start(&d.sighup, signal_cb, SIGHUP);
+	engine_reserve_fds(d.engine, maxconns);
 	if (engine_start(d.engine) != 0) {
 		log_errx("cannot load jobs from %s", db);
 		shutdown_daemon(&d, "start-up failed");

@@ -45,35 +45,51 @@ ej_dl_free(struct dl *d)
 }
 
 /*
- * The disk is full (ENOSPC, EDQUOT): not the file's fault.  Its attempts
- * are not counted; the file waits and is tried again, and the job says
- * why in last_error.  Only a disk full for retry_budget seconds in a row
- * fails the job, saying so.
+ * The disk is full (ENOSPC, EDQUOT) or the process is out of file
+ * descriptors (EMFILE, ENFILE): not the file's fault.  Its attempts are
+ * not counted; the file waits and is tried again, and the job says why in
+ * last_error.  Only a shortage lasting retry_budget seconds in a row fails
+ * the job, saying so.
  */
 static void
-disk_full(struct ejob *j, size_t i, const char *why)
+starved(struct ejob *j, size_t i, int err, const char *why)
 {
 	const struct config *c = j->e->cfg;
 	struct file_row *f = &j->files[i];
 	uint64_t delay, now = ej_now(j->e);
+	int disk = err == ENOSPC || err == EDQUOT;
 
-	if (j->full_since == 0)
-		j->full_since = now;
-	if (now - j->full_since >= (uint64_t)c->retry_budget * 1000) {
-		ej_fail(j, "%s (the disk stayed full for %d s, the "
-		    "retry_budget)", why, c->retry_budget);
+	if (j->starved_since == 0)
+		j->starved_since = now;
+	if (now - j->starved_since >= (uint64_t)c->retry_budget * 1000) {
+		ej_fail(j, "%s (%s for %d s, the retry_budget)", why, disk ?
+		    "the disk stayed full" : "out of file descriptors",
+		    c->retry_budget);
 		return;
 	}
-	delay = ej_backoff(c->retry_min, c->retry_max, ++j->full_waits);
+	delay = ej_backoff(c->retry_min, c->retry_max, ++j->starved_waits);
 	j->fs[i].next_at = now + delay;
 	free(f->last_error);
 	f->last_error = strdup(why);
-	ej_set_error(j, "waiting for disk space in %s: %s", j->row.out_dir,
-	    why);
+	if (disk)
+		ej_set_error(j, "waiting for disk space in %s: %s",
+		    j->row.out_dir, why);
+	else
+		ej_set_error(j, "waiting for file descriptors (%d open; raise "
+		    "LimitNOFILE= or lower max_downloads): %s", fs_open_fds(),
+		    why);
 	JLOG(LOG_LVL_WARN, j, "%s; file %s tried again in %llu s",
 	    j->row.last_error, f->name,
 	    (unsigned long long)(delay + 999) / 1000);
 	ej_file_save(j, f, 0);
+}
+
+/* The errno of a shortage that starved() waits out, or 0. */
+static int
+shortage(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EMFILE ||
+	    rc == -ENFILE ? -rc : 0;
 }
 
 /*
@@ -119,8 +135,8 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 	const uint64_t *sev;
 	int k;
 
-	if (rc == -ENOSPC || rc == -EDQUOT) {
-		disk_full(j, d->idx, fetch_error(fe));
+	if (shortage(rc)) {
+		starved(j, d->idx, shortage(rc), fetch_error(fe));
 		ej_dl_free(d);
 		return;
 	}
@@ -129,10 +145,10 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 		ej_dl_free(d);
 		return;
 	}
-	if (j->full_since != 0) {
-		/* Space again: the wait is over. */
-		j->full_since = 0;
-		j->full_waits = 0;
+	if (j->starved_since != 0) {
+		/* Space and descriptors again: the wait is over. */
+		j->starved_since = 0;
+		j->starved_waits = 0;
 		free(j->row.last_error);
 		j->row.last_error = NULL;
 	}
@@ -207,9 +223,13 @@ dl_done(struct http_req *r, void *arg)
 		return;
 	}
 	fetch_abort(d->fetch);
-	if (resp->sink_error == -ENOSPC || resp->sink_error == -EDQUOT) {
+	if (shortage(resp->sink_error)) {
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
-		disk_full(j, d->idx, what);
+		starved(j, d->idx, shortage(resp->sink_error), what);
+	} else if (shortage(-resp->socket_errno)) {
+		snprintf(what, sizeof(what), "cannot open a socket: %s",
+		    strerror(resp->socket_errno));
+		starved(j, d->idx, resp->socket_errno, what);
 	} else if (resp->sink_error != 0) {
 		/* Ours: the body failed to decode or validate, or disk. */
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
@@ -282,7 +302,10 @@ start_download(struct ejob *j, size_t i)
 		snprintf(why, sizeof(why), "cannot create %s.part: %s",
 		    f->name, strerror(-rc));
 		free(d);
-		ej_file_failed(j, i, 0, -1, why);
+		if (shortage(rc))
+			starved(j, i, shortage(rc), why);
+		else
+			ej_file_failed(j, i, 0, -1, why);
 		return;
 	}
 	if ((d->req = http_req_new("GET", f->url)) == NULL ||
@@ -498,7 +521,8 @@ step_download(struct ejob *j)
 				next = s->next_at;
 			continue;
 		}
-		if (e->ndl >= c->max_downloads || j->ndl >= share)
+		if (e->ndl >= c->max_downloads || j->ndl >= share ||
+		    e->ndl + e->nup >= e->max_transfers)
 			continue;
 		if (!pt_valid(e, j->pt)) {
 			if (!ej_have_token(j))

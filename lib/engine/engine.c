@@ -10,13 +10,16 @@
  * whose time has come.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "engine_int.h"
+#include "util/fs.h"
 
 typedef void (*step_fn)(struct ejob *);
 
@@ -428,6 +431,7 @@ engine_new(uv_loop_t *loop, const struct config *cfg, const char *db,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	e->max_transfers = INT_MAX;	/* until engine_reserve_fds */
 	if (ej_store_open(e, db, err, errlen) != 0) {
 		free(e);
 		return NULL;
@@ -512,6 +516,36 @@ load_owed(struct job_row *row, void *arg)
 		JLOG(LOG_LVL_INFO, j, "outcome still to be announced");
 	ej_due(j, 0);
 	return 0;
+}
+
+/*
+ * What one transfer may hold at once: its socket, its file, the socket
+ * pair of curl's threaded resolver, and one idle connection cached.
+ */
+#define FDS_PER_TRANSFER	4
+#define FDS_SLACK		16	/* SQLite, the metrics file, logs */
+
+int
+engine_reserve_fds(struct engine *e, int reserved)
+{
+	struct rlimit rl;
+	long left;
+	int open = fs_open_fds();
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || open < 0 ||
+	    rl.rlim_cur == RLIM_INFINITY)
+		return e->max_transfers;
+	left = (long)rl.rlim_cur - open - reserved - FDS_SLACK;
+	e->max_transfers = left / FDS_PER_TRANSFER > 1 ?
+	    (int)(left / FDS_PER_TRANSFER) : 1;
+	if (e->max_transfers < e->cfg->max_downloads)
+		log_warnx("file descriptors: a limit of %llu (%d open, %d "
+		    "kept for control clients) allows %d transfer%s at once, "
+		    "not max_downloads %d: raise LimitNOFILE=",
+		    (unsigned long long)rl.rlim_cur, open, reserved,
+		    e->max_transfers, e->max_transfers == 1 ? "" : "s",
+		    e->cfg->max_downloads);
+	return e->max_transfers;
 }
 
 int

@@ -31,6 +31,12 @@ struct engine	*engine_new(uv_loop_t *, const struct config *, const char *db,
 int		 engine_reload(struct engine *, struct config *cfg, char *err,
 		    size_t errlen);
 /* Loads every non-terminal job and resumes it in its state. */
+/*
+ * Leaves reserved descriptors (the control socket's clients) out of what
+ * transfers may use: downloads and uploads together stay within what the
+ * descriptor limit has left after the ones open now.  Returns that cap.
+ */
+int		 engine_reserve_fds(struct engine *, int reserved);
 int		 engine_start(struct engine *);
 /* Cancels transfers in flight (their state is already saved). */
 void		 engine_stop(struct engine *);

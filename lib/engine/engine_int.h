@@ -111,8 +111,9 @@ struct ejob {
 	int		 aws_wait;	/* waiting for AWS credentials */
 	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
 	uint64_t	 recheck_at;	/* status asked after a file's 404 */
-	uint64_t	 full_since;	/* loop ms the disk was first full, 0 */
-	int		 full_waits;
+	uint64_t	 starved_since;	/* loop ms the disk (or the descriptors)
+					   first ran out, 0 */
+	int		 starved_waits;
 	struct file_row	*files;
 	struct fsched	*fs;
 	size_t		 nfiles;
@@ -158,6 +159,8 @@ struct engine {
 	struct retired	*retired;
 	int		 ndl;		/* downloads in flight, all jobs */
 	int		 nup;		/* S3 uploads in flight, all jobs */
+	int		 max_transfers;	/* downloads + uploads the descriptor
+					   limit allows (engine_reserve_fds) */
 	struct awscreds	*creds;		/* NULL when no profile uses AWS */
 	char		*region;	/* AWS region, once known */
 	char		 region_error[256];

@@ -251,7 +251,8 @@ ej_s3_kick(struct ejob *j)
 		    j->files[i].s3_state != S3_PENDING || s->up != NULL ||
 		    s->up_next_at > now)
 			continue;
-		if (e->nup >= e->cfg->max_downloads)
+		if (e->nup >= e->cfg->max_downloads ||
+		    e->ndl + e->nup >= e->max_transfers)
 			break;
 		start_upload(j, i);
 	}

@@ -26,5 +26,7 @@ int	fs_mkdir_p(const char *path, mode_t mode);
  * mount (systemd's ProtectSystem=) answers -EROFS.
  */
 int	fs_writable(const char *path);
+/* The number of descriptors this process has open, or -1. */
+int	fs_open_fds(void);
 
 #endif

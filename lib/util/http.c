@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -496,6 +497,24 @@ write_cb(char *buf, size_t size, size_t n, void *arg)
 }
 
 /*
+ * Opens curl's sockets, so that a socket() refused for want of
+ * descriptors (EMFILE, ENFILE) is told apart from a refused connection:
+ * curl reports both as "Couldn't connect".
+ */
+static curl_socket_t
+opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct http_req *r = arg;
+	int fd;
+
+	(void)purpose;
+	if ((fd = socket(a->family, a->socktype | SOCK_CLOEXEC,
+	    a->protocol)) < 0)
+		r->resp.socket_errno = errno;
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+/*
  * Starts r.  Returns 0, or a negative errno when curl refused it (done is
  * then not called).
  */
@@ -525,6 +544,8 @@ http_start(struct http *h, struct http_req *r, http_done_cb done, void *arg)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 	r->body_sent = 0;
 	if (r->has_body) {
 		/* UPLOAD sends a PUT; CUSTOMREQUEST renames it (POST). */

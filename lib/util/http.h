@@ -31,6 +31,7 @@ struct http_resp {
 	CURLcode	 result;
 	const char	*error;		/* curl's message when result != OK */
 	int		 sink_error;	/* what the sink returned, if it failed */
+	int		 socket_errno;	/* why no socket could be opened, or 0 */
 	char		*body;		/* NUL-terminated; NULL with a sink */
 	size_t		 body_len;
 	/* Response headers bcdad reads; NULL when absent. */

@@ -7,6 +7,7 @@ Debian's /usr/bin/python3.
 """
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -119,6 +120,7 @@ class Env:
         self.sock = os.path.join(self.run_dir, "bcdad.sock")
         self.proc = None
         self.env_extra = {}     # environment for the daemon (AWS tests)
+        self.nofile = None      # the daemon's RLIMIT_NOFILE, if not inherited
         self.cleanups = []      # more things to stop at close()
         self.logs = []          # one log file per daemon start
         self.profile = CLIENT
@@ -148,8 +150,12 @@ class Env:
                 env.pop(k, None)    # None: not set at all
             else:
                 env[k] = v
+        limit = None
+        if self.nofile:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=open(log, "w"),
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
         wait_for(lambda: self.proc.poll() is not None or self._pingable(), 15,
                  "the daemon's control socket")
         check(self.proc.poll() is None, "daemon exited at start:\n" + self.log_text())

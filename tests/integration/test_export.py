@@ -84,6 +84,47 @@ def test_disk_full_waits_for_space(env):
     check(not j["last_error"], "last_error after the wait: %s" % j["last_error"])
 
 
+def test_low_descriptor_limit(env):
+    """The daemon runs with a descriptor limit a little above what it holds
+    idle, 32 downloads allowed, and a crowd of idle control clients: the
+    control socket takes at most a quarter of the limit, transfers are
+    capped to what is left (and the log says to raise LimitNOFILE=), status
+    answers all along, and the export completes with no attempt spent.
+    (A transfer that finds no descriptor anyway waits without spending its
+    attempts: test_engine's t_out_of_descriptors.)"""
+    import socket
+    env.emu.config(generate={"ExplanationOfBenefit": 1200}, lines_per_file=40,
+                   download_rate=200000)
+    env.write_config(daemon_extra="max_downloads = 32\nmax_downloads_per_job = 32",
+                     profile_extra="resource_types = ExplanationOfBenefit")
+    env.nofile = 40
+    env.start()
+    log = env.log_text()
+    check("control clients: 10" in log, "control clients not capped to a quarter of 40")
+    check("raise LimitNOFILE=" in log, "no word on the transfer cap:\n" + log[-1500:])
+    jid = env.run()
+    crowd = []
+    try:
+        for _ in range(30):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(env.sock)
+            crowd.append(s)
+            check(env.job(jid)["id"] == jid, "status in the crowd")
+        j = env.wait_done(jid, timeout=180)
+    finally:
+        for s in crowd:
+            s.close()
+    env.check_export_matches(jid)
+    check("Couldn't connect" not in env.log_text() and "Too many open files" not in
+          env.log_text(), "a transfer ran out of descriptors:\n" + env.log_text()[-1500:])
+    with env.db() as c:
+        worst = c.execute("SELECT max(attempts) FROM files WHERE job_id = ?",
+                          (jid,)).fetchone()[0]
+    check(worst == 0, "a file spent attempts: %s" % worst)
+    check(not j["last_error"], "last_error: %s" % j["last_error"])
+    check(env.stop() == 0, "clean stop")
+
+
 def test_database_locked_by_another_process(env):
     """Another process holds the database's write lock for 4 s mid-download:
     status still answers, the daemon's writes wait and are written again,

@@ -23,6 +23,7 @@ struct fake_answer {
 	const char	*content_location;
 	const char	*x_progress;
 	const char	*retry_after;
+	int		 socket_errno;	/* no socket: curl's COULDNT_CONNECT */
 };
 
 /* The test's server: 1 to answer with *a, 0 to hold the request. */
@@ -207,6 +208,13 @@ deliver(uv_timer_t *t)
 
 	uv_close((uv_handle_t *)t, timer_closed);
 	r->timer = NULL;
+	if (r->ans.socket_errno != 0) {
+		r->resp.result = CURLE_COULDNT_CONNECT;
+		r->resp.error = "Couldn't connect to server";
+		r->resp.socket_errno = r->ans.socket_errno;
+		r->cb(r, r->cb_arg);
+		return;
+	}
 	r->resp.result = CURLE_OK;
 	r->resp.status = r->ans.status;
 	r->resp.content_location = dup_or_null(r->ans.content_location);

@@ -39,6 +39,7 @@
 static int hold_kickoff, hold_data;
 static int list_empty;		/* so many job lists come back empty */
 static int early_404;		/* BCDA expired the job before its time */
+static int no_socket;		/* so many data requests find no descriptor */
 
 static int
 bcda(const char *method, const char *url, struct fake_answer *a)
@@ -79,6 +80,9 @@ bcda(const char *method, const char *url, struct fake_answer *a)
 	} else if (strcmp(url, DATA) == 0 && early_404 == 1) {
 		early_404 = 2;
 		a->status = 404;
+	} else if (strcmp(url, DATA) == 0 && no_socket > 0) {
+		no_socket--;
+		a->socket_errno = EMFILE;
 	} else if (strcmp(url, DATA) == 0) {
 		if (hold_data)
 			return 0;
@@ -142,7 +146,7 @@ world_new(struct world *w)
 	}
 	fake_answer = bcda;
 	fake_log_clear();
-	hold_kickoff = hold_data = list_empty = early_404 = 0;
+	hold_kickoff = hold_data = list_empty = early_404 = no_socket = 0;
 }
 
 /* A crash and a restart: a new engine on the same database. */
@@ -363,30 +367,35 @@ run_refused(struct world *w, const char *on, const char *when,
 	return id;
 }
 
+/* The first integer of the first row of query sql on the test's database. */
+static int64_t
+query_int(struct world *w, const char *sql)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+
+	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		T_FAIL("%s: %s", sql, sqlite3_errmsg(db));
+	else if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
 /* How many history rows of job id enter state to. */
 static int
 history_count(struct world *w, int64_t id, enum job_state to)
 {
-	char path[128];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st;
-	int n = -1;
+	char sql[128];
 
-	snprintf(path, sizeof(path), "%s/bcdad.db", w->dir);
-	if (sqlite3_open(path, &db) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT count(*) FROM job_history WHERE "
-	    "job_id = ? AND to_state = ?", -1, &st, NULL) != SQLITE_OK) {
-		T_FAIL("history: %s", sqlite3_errmsg(db));
-		sqlite3_close(db);
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int(st, 2, (int)to);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM job_history WHERE "
+	    "job_id = %lld AND to_state = %d", (long long)id, (int)to);
+	return (int)query_int(w, sql);
 }
 
 /*
@@ -516,6 +525,33 @@ T_TEST(t_file_404_rechecks_the_job)
 	world_free(&w);
 }
 
+/*
+ * A download that finds no descriptor for its socket (EMFILE: curl says
+ * only "Couldn't connect") waits and says so, spending none of the
+ * file's attempts, and the job completes once descriptors are back.
+ */
+T_TEST(t_out_of_descriptors)
+{
+	struct world w;
+	struct job_row row;
+	int64_t id;
+
+	world_new(&w);
+	no_socket = 2;
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	while (no_socket > 0 && run_for(&w, id, JOB_DONE, 50) != JOB_DONE)
+		;
+	T_EQ_INT(store_job_get(w.st, id, &row), 0);
+	T_ASSERT(row.last_error != NULL &&
+	    strstr(row.last_error, "waiting for file descriptors") != NULL);
+	job_row_clear(&row);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 3);
+	T_EQ_INT(query_int(&w, "SELECT max(attempts) FROM files"), 0);
+	world_free(&w);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
@@ -526,4 +562,5 @@ T_MAIN("engine",
     T_CASE(t_stale_job_is_reloaded),
     T_CASE(t_lost_kickoff_is_looked_for_not_repeated),
     T_CASE(t_lost_kickoff_past_its_grace_is_sent_again),
-    T_CASE(t_file_404_rechecks_the_job))
+    T_CASE(t_file_404_rechecks_the_job),
+    T_CASE(t_out_of_descriptors))
