@@ -13,6 +13,8 @@
 #define CTL_VERSION	1
 #define CTL_MAX_MSG	(64 * 1024)	/* a request or reply line */
 #define CTL_TIMEOUT_MS	5000		/* a client that says nothing */
+#define CTL_EVICT_MS	250		/* silent this long: may be dropped */
+#define CTL_PAGE_MAX	200		/* jobs in one status answer */
 #define CTL_MAX_CONNS	64		/* open at once (at most); the oldest goes */
 #define CTL_SOCKET_NAME	"bcdad.sock"
 
@@ -34,7 +36,8 @@ int	client_main(const char *sock, int argc, char **argv);
 json_t	*client_call(const char *sock, json_t *req);
 
 /* status.c: the replies to status and history, and the metrics */
-json_t	*status_jobs(struct engine *, int limit);
+json_t	*status_jobs(struct engine *, const struct job_page *,
+	    int64_t *next);
 json_t	*status_job_one(struct engine *, int64_t id);
 json_t	*status_job_detail(struct engine *, int64_t id);
 json_t	*status_profiles(struct engine *);

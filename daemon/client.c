@@ -16,24 +16,21 @@
 
 #include "bcdad.h"
 
-/* Sends req (consumed) and returns the reply, or NULL with a message. */
-json_t *
-client_call(const char *path, json_t *req)
+/* One request line text to the socket at path; the reply or NULL. */
+static json_t *
+call_once(const char *path, const char *text)
 {
 	struct sockaddr_un sun;
 	struct pollfd pfd;
-	char *text = NULL, buf[4096], *all = NULL, *p;
+	char buf[4096], *all = NULL, *p;
 	size_t len = 0;
 	json_t *rep = NULL;
 	ssize_t n;
 	int fd = -1;
 
-	json_object_set_new(req, "version", json_integer(CTL_VERSION));
-	text = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	if (text == NULL || strlen(path) >= sizeof(sun.sun_path)) {
+	if (strlen(path) >= sizeof(sun.sun_path)) {
 		fprintf(stderr, "bcdad: bad socket path %s\n", path);
 		goto out;
 	}
@@ -45,7 +42,12 @@ client_call(const char *path, json_t *req)
 		    strerror(errno));
 		goto out;
 	}
-	if (write(fd, text, strlen(text)) < 0 || write(fd, "\n", 1) < 0) {
+	/*
+	 * EPIPE: the daemon answered (busy) and closed before reading the
+	 * request; its answer is still there to read.
+	 */
+	if ((send(fd, text, strlen(text), MSG_NOSIGNAL) < 0 ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0) && errno != EPIPE) {
 		fprintf(stderr, "bcdad: writing to %s: %s\n", path,
 		    strerror(errno));
 		goto out;
@@ -74,8 +76,41 @@ client_call(const char *path, json_t *req)
 out:
 	if (fd >= 0)
 		close(fd);
-	free(text);
 	free(all);
+	return rep;
+}
+
+/*
+ * Sends req (consumed) and returns the reply, or NULL with a message.  A
+ * daemon with all its control connections in use answers "busy": asked
+ * again with a growing pause, for up to CTL_TIMEOUT_MS.
+ */
+json_t *
+client_call(const char *path, json_t *req)
+{
+	struct timespec pause = { 0, 0 };
+	json_t *rep = NULL;
+	char *text;
+	long waited, ms;
+
+	json_object_set_new(req, "version", json_integer(CTL_VERSION));
+	text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (text == NULL)
+		return NULL;
+	for (waited = 0; ; waited += pause.tv_nsec / 1000000) {
+		rep = call_once(path, text);
+		if (!json_is_true(json_object_get(rep, "busy")) ||
+		    waited >= CTL_TIMEOUT_MS)
+			break;
+		json_decref(rep);
+		if (waited == 0)
+			srandom((unsigned)getpid());
+		ms = waited / 4 + 20 + random() % 50;
+		pause.tv_nsec = (ms < 500 ? ms : 500) * 1000000L;
+		nanosleep(&pause, NULL);
+	}
+	free(text);
 	return rep;
 }
 
@@ -204,21 +239,31 @@ keep_only(json_t *arr, const char *key, const char *value)
 }
 
 /*
- * bcdad status [JOB|PROFILE] [--profiles] [--json] [--watch]: the newest
- * jobs (or one job, or one profile's) and the profiles' watermarks;
- * --watch redraws every 2 s until interrupted.
+ * bcdad status [JOB|PROFILE] [--profiles] [--json] [--watch] [--limit N]
+ * [--before ID]: a page of the newest jobs (or one job, or one profile's)
+ * and the profiles' watermarks; --watch redraws every 2 s until
+ * interrupted.
  */
 static int
 status_cmd(const char *sock, int argc, char **argv)
 {
 	const char *what = NULL;
-	json_t *req, *rep, *jobs, *profs;
+	json_t *req, *rep, *jobs, *profs, *next;
 	int k, as_json = 0, profiles = 0, watch = 0, rc;
-	long long id = 0;
+	long long id = 0, limit = 50, before = 0;
 	char *end;
 
 	for (k = 1; k < argc; k++) {
-		if (strcmp(argv[k], "--json") == 0)
+		if ((strcmp(argv[k], "--limit") == 0 ||
+		    strcmp(argv[k], "--before") == 0) && k + 1 < argc) {
+			errno = 0;
+			*(argv[k][2] == 'l' ? &limit : &before) =
+			    strtoll(argv[k + 1], &end, 10);
+			if (*end != '\0' || errno != 0 || end == argv[k + 1] ||
+			    (argv[k][2] == 'l' ? limit : before) < 1)
+				return -1;
+			k++;
+		} else if (strcmp(argv[k], "--json") == 0)
 			as_json = 1;
 		else if (strcmp(argv[k], "--profiles") == 0)
 			profiles = 1;
@@ -237,8 +282,9 @@ status_cmd(const char *sock, int argc, char **argv)
 	}
 	for (;;) {
 		req = id ? json_pack("{s:s, s:I}", "cmd", "status", "job",
-		    (json_int_t)id) : json_pack("{s:s, s:i}", "cmd", "status",
-		    "limit", what ? 1000 : 50);
+		    (json_int_t)id) : json_pack("{s:s, s:I, s:I, s:s?}", "cmd",
+		    "status", "limit", (json_int_t)limit, "before",
+		    (json_int_t)before, "profile", what);
 		rep = client_call(sock, req);
 		if ((rc = check_reply(rep)) != 0) {
 			json_decref(rep);
@@ -247,7 +293,6 @@ status_cmd(const char *sock, int argc, char **argv)
 		jobs = json_object_get(rep, "jobs");
 		profs = json_object_get(rep, "profiles");
 		if (what != NULL && id == 0) {
-			keep_only(jobs, "profile", what);
 			keep_only(profs, "profile", what);
 		} else if (id != 0) {
 			json_array_clear(profs);
@@ -262,6 +307,11 @@ status_cmd(const char *sock, int argc, char **argv)
 		} else {
 			if (!profiles)
 				print_table(jobs);
+			if (!profiles && (next = json_object_get(rep,
+			    "next")) != NULL)
+				printf("older jobs: bcdad status%s%s --before "
+				    "%lld\n", what ? " " : "", what ? what : "",
+				    (long long)json_integer_value(next));
 			if (json_array_size(profs) > 0)
 				print_profiles(profs);
 		}

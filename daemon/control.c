@@ -44,6 +44,7 @@ struct ctl_conn {
 	struct ctl	*ctl;
 	char		*buf;
 	size_t		 len;
+	uint64_t	 born;		/* loop ms at accept */
 	int		 privileged;
 	int		 replied;
 	int		 closing;
@@ -136,11 +137,11 @@ static void
 handle(struct ctl_conn *c, const char *line, size_t len)
 {
 	struct engine *e = c->ctl->engine;
+	struct job_page pg;
 	json_t *req, *v, *jobs, *profs;
 	const char *cmd, *profile;
 	char err[512];
-	int64_t id;
-	int limit;
+	int64_t id, next = 0;
 
 	/* Duplicate keys are refused: which "cmd" would be meant? */
 	if ((req = json_loadb(line, len, JSON_REJECT_DUPLICATES,
@@ -158,22 +159,30 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 	} else if (cmd == NULL) {
 		reply_error(c, "request has no \"cmd\"");
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
+		/* A page: "limit" (1 to CTL_PAGE_MAX), "before", "profile". */
 		v = json_object_get(req, "limit");
-		limit = json_is_integer(v) ? (int)json_integer_value(v) : 50;
-		if (limit < 1 || limit > 1000)
-			limit = 50;
+		pg.limit = !json_is_integer(v) || json_integer_value(v) < 1 ?
+		    50 : json_integer_value(v) > CTL_PAGE_MAX ? CTL_PAGE_MAX :
+		    (int)json_integer_value(v);
+		v = json_object_get(req, "before");
+		pg.before = json_is_integer(v) ? json_integer_value(v) : 0;
+		pg.profile = json_string_value(json_object_get(req,
+		    "profile"));
 		v = json_object_get(req, "job");
 		jobs = json_is_integer(v) ? status_job_one(e,
-		    json_integer_value(v)) : status_jobs(e, limit);
+		    json_integer_value(v)) : status_jobs(e, &pg, &next);
 		profs = status_profiles(e);
 		if (jobs == NULL || profs == NULL) {
 			json_decref(jobs);
 			json_decref(profs);
 			reply_error(c, "cannot read jobs from the database");
 		} else {
-			reply(c, json_pack("{s:b, s:o, s:o, s:s}", "ok", 1,
-			    "jobs", jobs, "profiles", profs, "daemon",
-			    BCDAD_VERSION));
+			v = json_pack("{s:b, s:o, s:o, s:s}", "ok", 1, "jobs",
+			    jobs, "profiles", profs, "daemon", BCDAD_VERSION);
+			if (v != NULL && next != 0)
+				json_object_set_new(v, "next",
+				    json_integer(next));
+			reply(c, v);
 		}
 	} else if (strcmp(cmd, "history") == 0) {
 		v = json_object_get(req, "job");
@@ -302,19 +311,27 @@ static void
 connection_cb(uv_stream_t *server, int status)
 {
 	struct ctl *ctl = server->data;
-	struct ctl_conn *c;
+	struct ctl_conn *c, *old;
+	int busy;
 
 	if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
 		return;
 	/*
-	 * At the cap, the oldest connection goes: a client sends its one
-	 * request as soon as it connects, so the oldest is the idlest, and a
-	 * flood of silent clients can hold neither descriptors nor the
-	 * socket from the next `bcdad run`.
+	 * At the cap, the oldest connection goes if it has been silent for
+	 * CTL_EVICT_MS: a client sends its one request as soon as it
+	 * connects, so the oldest is the idlest, and a flood of silent
+	 * clients can hold neither descriptors nor the socket from the next
+	 * `bcdad run`.  When even the oldest is that young, the new client is
+	 * refused instead, with "busy" (bcdad's client tries again), so that
+	 * a burst of connections never drops one whose request is on its way.
 	 */
-	if (ctl->nconns >= ctl->maxconns)
-		conn_close(TAILQ_FIRST(&ctl->conns));
+	old = TAILQ_FIRST(&ctl->conns);
+	if (ctl->nconns >= ctl->maxconns &&
+	    uv_now(ctl->loop) - old->born >= CTL_EVICT_MS)
+		conn_close(old);
+	busy = ctl->nconns >= ctl->maxconns;
 	c->ctl = ctl;
+	c->born = uv_now(ctl->loop);
 	uv_pipe_init(ctl->loop, &c->pipe, 0);
 	uv_timer_init(ctl->loop, &c->timer);
 	c->pipe.data = c->timer.data = c;
@@ -322,6 +339,12 @@ connection_cb(uv_stream_t *server, int status)
 	ctl->nconns++;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
 		conn_close(c);
+		return;
+	}
+	if (busy) {
+		reply(c, json_pack("{s:b, s:b, s:s}", "ok", 0, "busy", 1,
+		    "error", "the daemon has too many control connections "
+		    "open; try again"));
 		return;
 	}
 	c->privileged = peer_privileged(&c->pipe);

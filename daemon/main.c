@@ -23,7 +23,7 @@ usage(FILE *f)
 	fprintf(f,
 "usage: bcdad [-dnv] [-c file]\n"
 "       bcdad [-c file] [-s socket] status [JOB|PROFILE] [--profiles] [--json]\n"
-"                                         [--watch]\n"
+"                                         [--watch] [--limit N] [--before JOB]\n"
 "       bcdad [-c file] [-s socket] run PROFILE [--since TIME | --full] [--wait]\n"
 "       bcdad [-c file] [-s socket] cancel JOB\n"
 "       bcdad [-c file] [-s socket] retry JOB [--wait]\n"

@@ -23,7 +23,8 @@
 struct status_ctx {
 	json_t		*arr;
 	json_t		*by_id;
-	int64_t		 min_id;
+	int64_t		 min_id, max_id;
+	int		 n;
 };
 
 static int
@@ -52,6 +53,9 @@ status_job(struct job_row *r, void *arg)
 	json_array_append_new(c->arr, o);
 	if (c->min_id == 0 || r->id < c->min_id)
 		c->min_id = r->id;
+	if (r->id > c->max_id)
+		c->max_id = r->id;
+	c->n++;
 	return 0;
 }
 
@@ -79,7 +83,7 @@ static json_t *
 status_done(struct engine *e, struct status_ctx *c, int rc)
 {
 	if (rc == 0 && c->min_id != 0)
-		rc = engine_tallies(e, c->min_id, status_tally, c);
+		rc = engine_tallies(e, c->min_id, c->max_id, status_tally, c);
 	json_decref(c->by_id);
 	if (rc != 0) {
 		json_decref(c->arr);
@@ -88,21 +92,28 @@ status_done(struct engine *e, struct status_ctx *c, int rc)
 	return c->arr;
 }
 
+/*
+ * A page of jobs (struct job_page); *next is the id to ask before for the
+ * page after it, or 0 when this one was the last.
+ */
 json_t *
-status_jobs(struct engine *e, int limit)
+status_jobs(struct engine *e, const struct job_page *pg, int64_t *next)
 {
-	struct status_ctx c = { json_array(), json_object(), 0 };
+	struct status_ctx c = { json_array(), json_object(), 0, 0, 0 };
+	json_t *arr;
 
 	if (c.arr == NULL || c.by_id == NULL)
 		return status_done(e, &c, -ENOMEM);
-	return status_done(e, &c, engine_jobs(e, limit, status_job, &c));
+	arr = status_done(e, &c, engine_jobs(e, pg, status_job, &c));
+	*next = arr != NULL && c.n == pg->limit ? c.min_id : 0;
+	return arr;
 }
 
 /* One job, as status_jobs shows it, in an array (empty if none). */
 json_t *
 status_job_one(struct engine *e, int64_t id)
 {
-	struct status_ctx c = { json_array(), json_object(), 0 };
+	struct status_ctx c = { json_array(), json_object(), 0, 0, 0 };
 	struct job_row row;
 	int rc;
 

@@ -65,10 +65,11 @@ int		 engine_retry(struct engine *, int64_t job_id, char *err,
  * owns nothing and may stop the walk by returning non-zero).  0 or a
  * negative errno; engine_job gives -ENOENT for no such job.
  */
-int		 engine_jobs(struct engine *, int limit, job_row_fn, void *);
+int		 engine_jobs(struct engine *, const struct job_page *,
+		    job_row_fn, void *);
 int		 engine_job(struct engine *, int64_t id, struct job_row *out);
 int		 engine_tallies(struct engine *, int64_t min_job_id,
-		    tally_row_fn, void *);
+		    int64_t max_job_id, tally_row_fn, void *);
 int		 engine_files(struct engine *, int64_t job_id, file_row_fn,
 		    void *);
 int		 engine_history(struct engine *, int64_t job_id, hist_row_fn,

@@ -288,9 +288,10 @@ ej_store_close(struct engine *e)
 
 /* For the daemon's status and metrics: see engine.h. */
 int
-engine_jobs(struct engine *e, int limit, job_row_fn fn, void *arg)
+engine_jobs(struct engine *e, const struct job_page *pg, job_row_fn fn,
+    void *arg)
 {
-	return store_jobs_recent(e->st, limit, fn, arg);
+	return store_jobs_page(e->st, pg, fn, arg);
 }
 
 int
@@ -300,10 +301,10 @@ engine_job(struct engine *e, int64_t id, struct job_row *out)
 }
 
 int
-engine_tallies(struct engine *e, int64_t min_job_id, tally_row_fn fn,
-    void *arg)
+engine_tallies(struct engine *e, int64_t min_job_id, int64_t max_job_id,
+    tally_row_fn fn, void *arg)
 {
-	return store_tallies(e->st, min_job_id, fn, arg);
+	return store_tallies(e->st, min_job_id, max_job_id, fn, arg);
 }
 
 int

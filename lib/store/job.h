@@ -131,6 +131,16 @@ struct outcome_row {
 	int64_t		 bytes;
 };
 
+/*
+ * A page of jobs for status, newest first: those of profile (NULL: every
+ * profile) with an id below before (0: the newest), at most limit.
+ */
+struct job_page {
+	const char	*profile;
+	int64_t		 before;
+	int		 limit;
+};
+
 /* A job's files counted: all, done, failed; bytes and lines when done. */
 struct tally_row {
 	int64_t		 job_id;

@@ -223,8 +223,8 @@ tally_read(sqlite3_stmt *stmt, void *row)
 }
 
 int
-store_tallies(struct store *st, int64_t min_job_id, tally_row_fn cb,
-    void *arg)
+store_tallies(struct store *st, int64_t min_job_id, int64_t max_job_id,
+    tally_row_fn cb, void *arg)
 {
 	/* FILE_DONE 1, FILE_FAILED 2, FILE_OUTPUT 0 (job.h). */
 	static const char sql[] = "SELECT job_id, count(*), "
@@ -232,7 +232,7 @@ store_tallies(struct store *st, int64_t min_job_id, tally_row_fn cb,
 	    "total(CASE WHEN state = 1 THEN bytes END), "
 	    "total(CASE WHEN state = 1 AND kind = 0 THEN lines END), "
 	    "total(CASE WHEN state = 1 AND kind <> 0 THEN lines END) "
-	    "FROM files WHERE job_id >= ? GROUP BY job_id";
+	    "FROM files WHERE job_id BETWEEN ? AND ? GROUP BY job_id";
 	struct tally_row *rows;
 	sqlite3_stmt *stmt;
 	size_t n, i;
@@ -243,6 +243,7 @@ store_tallies(struct store *st, int64_t min_job_id, tally_row_fn cb,
 	if ((rc = sq_prep(st, sql, &stmt, "tally files")) != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, min_job_id);
+	sqlite3_bind_int64(stmt, 2, max_job_id);
 	rc = sq_rows_collect(st, stmt, tally_read, sizeof(*rows),
 	    (void **)&rows, &n, "tally files");
 	for (i = 0; i < n && rc == 0; i++)

@@ -1046,20 +1046,17 @@ done:
  * is freed when the callback returns; a callback that keeps a string sets
  * its pointer to NULL.  A callback returns 0 to go on; anything else stops
  * the walk and is returned.
+ *
+ * jobs_walk reads every row of the bound stmt, then calls cb on each.
  */
 static int
-jobs_list(struct store *st, const char *sql, const int *params, int nparams,
-    job_row_fn cb, void *arg, const char *what)
+jobs_walk(struct store *st, sqlite3_stmt *stmt, job_row_fn cb, void *arg,
+    const char *what)
 {
-	sqlite3_stmt *stmt;
 	struct job_row *rows;
 	size_t n, i;
-	int rc, p;
+	int rc;
 
-	if ((rc = sq_prep(st, sql, &stmt, what)) != 0)
-		return rc;
-	for (p = 0; p < nparams; p++)
-		sqlite3_bind_int(stmt, p + 1, params[p]);
 	rc = sq_rows_collect(st, stmt, job_read, sizeof(*rows), (void **)&rows,
 	    &n, what);
 	for (i = 0; i < n; i++) {
@@ -1069,6 +1066,20 @@ jobs_list(struct store *st, const char *sql, const int *params, int nparams,
 	}
 	free(rows);
 	return rc;
+}
+
+static int
+jobs_list(struct store *st, const char *sql, const int *params, int nparams,
+    job_row_fn cb, void *arg, const char *what)
+{
+	sqlite3_stmt *stmt;
+	int rc, p;
+
+	if ((rc = sq_prep(st, sql, &stmt, what)) != 0)
+		return rc;
+	for (p = 0; p < nparams; p++)
+		sqlite3_bind_int(stmt, p + 1, params[p]);
+	return jobs_walk(st, stmt, cb, arg, what);
 }
 
 int
@@ -1095,14 +1106,24 @@ store_jobs_owed(struct store *st, job_row_fn cb, void *arg)
 }
 
 int
-store_jobs_recent(struct store *st, int limit, job_row_fn cb, void *arg)
+store_jobs_page(struct store *st, const struct job_page *pg, job_row_fn cb,
+    void *arg)
 {
 	static const char sql[] = "SELECT " JOB_COLS " FROM jobs "
-	    "ORDER BY id DESC LIMIT ?";
+	    "WHERE id < ?1 AND (?2 IS NULL OR profile = ?2) "
+	    "ORDER BY id DESC LIMIT ?3";
+	sqlite3_stmt *stmt;
+	int rc;
 
-	if (limit < 0)
+	if (pg->limit < 0)
 		return -EINVAL;
-	return jobs_list(st, sql, &limit, 1, cb, arg, "list recent jobs");
+	if ((rc = sq_prep(st, sql, &stmt, "list recent jobs")) != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, pg->before > 0 ? pg->before : INT64_MAX);
+	if (pg->profile != NULL)
+		sqlite3_bind_text(stmt, 2, pg->profile, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, pg->limit);
+	return jobs_walk(st, stmt, cb, arg, "list recent jobs");
 }
 
 /*

@@ -71,8 +71,9 @@ int	store_job_get(struct store *, int64_t id, struct job_row *out);
 int	store_jobs_active(struct store *, job_row_fn, void *arg);
 /* Ended jobs whose outcome is still owed to SNS (notify_state 1). */
 int	store_jobs_owed(struct store *, job_row_fn, void *arg);
-/* The newest limit jobs, newest first. */
-int	store_jobs_recent(struct store *, int limit, job_row_fn, void *arg);
+/* A page of jobs, newest first (struct job_page). */
+int	store_jobs_page(struct store *, const struct job_page *, job_row_fn,
+	    void *arg);
 int	store_history(struct store *, int64_t job_id, hist_row_fn, void *);
 
 /* Inserts a file row (state PENDING); sets file->id. */
@@ -97,9 +98,9 @@ int	store_watermark_set(struct store *, const char *profile,
 	    int64_t now);
 int	store_watermarks(struct store *, mark_row_fn, void *arg);
 
-/* File tallies of every job from min_job_id on (see struct tally_row). */
-int	store_tallies(struct store *, int64_t min_job_id, tally_row_fn,
-	    void *arg);
+/* File tallies of the jobs from min_job_id to max_job_id (tally_row). */
+int	store_tallies(struct store *, int64_t min_job_id, int64_t max_job_id,
+	    tally_row_fn, void *arg);
 
 /* For metrics: how many jobs are in each state. */
 int	store_state_counts(struct store *, int64_t counts[JOB_NSTATES]);

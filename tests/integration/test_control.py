@@ -45,9 +45,17 @@ def raw_request(env, data, timeout=5.0):
 
 
 def raw_json(env, obj):
-    rep = raw_request(env, json.dumps(obj).encode() + b"\n")
-    check(rep.endswith(b"\n"), "reply is not one line: %r" % rep)
-    return json.loads(rep)
+    """One request; asked again while the daemon answers "busy" (all its
+    control connections in use), as bcdad's client does."""
+    import time
+    end = time.monotonic() + 5
+    while True:
+        rep = raw_request(env, json.dumps(obj).encode() + b"\n")
+        check(rep.endswith(b"\n"), "reply is not one line: %r" % rep)
+        r = json.loads(rep)
+        if not r.get("busy") or time.monotonic() > end:
+            return r
+        time.sleep(0.05)
 
 
 def still_answers(env):
@@ -129,8 +137,9 @@ def test_slow_clients(env):
 
 
 def test_flood_of_idle_clients(env):
-    """Hundreds of silent clients: the oldest are dropped for new ones, so
-    descriptors stay bounded and status and run still answer at once."""
+    """Hundreds of silent clients: beyond the cap they are told the daemon
+    is busy, the oldest are dropped for new ones once silent for 250 ms,
+    so descriptors stay bounded and status and run still answer."""
     env.start()
     pid = env.proc.pid
     base = len(os.listdir("/proc/%d/fd" % pid))
@@ -139,11 +148,24 @@ def test_flood_of_idle_clients(env):
         s = socket.socket(socket.AF_UNIX)
         s.connect(env.sock)
         flood.append(s)
+    # Beyond the cap, while even the oldest is young, a clear refusal.
+    import select
+    ready, _, _ = select.select(flood, [], [], 2)
+    replies = [s.recv(4096) for s in ready]
+    busy = [r for r in replies if r and json.loads(r).get("busy") is True and
+            "too many control connections" in json.loads(r)["error"]]
+    check(busy, "no client of the flood was told the daemon is busy: %r" % replies[:3])
     still_answers(env)
     jid = env.run()
     fds = len(os.listdir("/proc/%d/fd" % pid))
     check(fds <= base + 64 + 2, "%d descriptors open (%d before the flood)" % (fds, base))
-    # The first clients were dropped, long before their idle timeout.
+    # New clients after 250 ms drop the first ones, long before their idle
+    # timeout.
+    time.sleep(0.3)
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(env.sock)
+        flood.append(s)
     flood[0].settimeout(2)
     try:
         data = flood[0].recv(4096)
@@ -153,6 +175,115 @@ def test_flood_of_idle_clients(env):
     for s in flood:
         s.close()
     env.wait_done(jid, timeout=60)
+
+
+def test_flood_keeps_the_watchdog(env):
+    """2,000 jobs in the database, an export running, and clients asking
+    for the largest status page as fast as they can while others connect
+    and say nothing: the daemon's WATCHDOG=1 is never late (read from our
+    own NOTIFY_SOCKET), `bcdad status` and `bcdad run` still answer, the
+    export completes.  Prints the gaps and the latencies it measured."""
+    import sqlite3
+    import threading
+    import time
+    env.start()
+    env.wait_done(env.run())
+    check(env.stop() == 0, "clean stop")
+    db = sqlite3.connect(os.path.join(env.state, "bcdad.db"))
+    jcols = ", ".join(r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[1] != "id")
+    fcols = [r[1] for r in db.execute("PRAGMA table_info(files)") if r[1] not in ("id",)]
+    db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+               "WHERE i < 2000) INSERT INTO jobs (%s) SELECT %s FROM jobs, n "
+               "WHERE jobs.id = 1" % (jcols, jcols))
+    db.execute("INSERT INTO files (%s) SELECT %s FROM jobs j, files f WHERE f.job_id = 1 "
+               "AND j.id > 1" % (", ".join(fcols), ", ".join(
+                   "j.id" if c == "job_id" else "f." + c for c in fcols)))
+    db.commit()
+    db.close()
+
+    period = 1.0    # WATCHDOG_USEC: the daemon pings every half of it
+    ns_path = os.path.join(env.dir, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(ns_path)
+    ns.settimeout(0.2)
+    env.env_extra = {"NOTIFY_SOCKET": ns_path, "WATCHDOG_USEC": str(int(period * 1e6))}
+    env.emu.config(generate={"ExplanationOfBenefit": 3000}, lines_per_file=100,
+                   download_rate=400000)
+    env.start()
+    pings = []
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            try:
+                if b"WATCHDOG=1" in ns.recv(4096):
+                    pings.append(time.monotonic())
+            except socket.timeout:
+                pass
+
+    served = [0]
+
+    def flood():
+        req = (json.dumps({"version": 1, "cmd": "status", "limit": 1000}) + "\n").encode()
+        while not stop.is_set():
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(env.sock)
+                s.sendall(req)
+                while s.recv(65536):
+                    pass
+                s.close()
+                served[0] += 1
+            except OSError:
+                pass
+
+    def idle():
+        crowd = []
+        while not stop.is_set():
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(env.sock)
+            except OSError:
+                continue
+            crowd.append(s)
+            if len(crowd) > 200:
+                crowd.pop(0).close()
+            time.sleep(0.005)
+        for s in crowd:
+            s.close()
+
+    threads = [threading.Thread(target=f) for f in [listen, idle] + [flood] * 4]
+    for t in threads:
+        t.start()
+    lat = []
+    try:
+        jid = env.run()
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            r = env.cli("status", "--json")
+            lat.append(time.monotonic() - t0)
+            check(json.loads(r.stdout)[0]["id"] == jid, "status under the flood")
+        rid = env.run()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        ns.close()
+    env.wait_done(jid, timeout=120)
+    env.wait_done(rid, timeout=120)
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    lat.sort()
+    print("flood: %d status pages of 200 jobs served, %d pings, watchdog gap max %.0f ms "
+          "(period %.0f ms, pings every %.0f ms); bcdad status --json p50 %.0f ms, p99 %.0f ms "
+          "over %d calls" % (served[0], len(pings), 1000 * max(gaps), 1000 * period,
+                             500 * period, 1000 * lat[len(lat) // 2],
+                             1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)),
+          file=sys.stderr)
+    check(len(pings) >= 8, "only %d WATCHDOG=1 in the flood" % len(pings))
+    check(max(gaps) < period, "WATCHDOG=1 late: a gap of %.0f ms, the period is %.0f ms"
+          % (1000 * max(gaps), 1000 * period))
+    check(env.stop() == 0, "clean stop")
 
 
 def test_protocol_errors(env):

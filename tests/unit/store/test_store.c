@@ -801,6 +801,7 @@ T_TEST(t_jobs_active_and_recent)
 	struct tdir d;
 	struct store *st;
 	struct job_row j;
+	struct job_page pg;
 	struct ids ids;
 	int i;
 
@@ -836,21 +837,44 @@ T_TEST(t_jobs_active_and_recent)
 	free(ids.stolen);
 
 	memset(&ids, 0, sizeof(ids));
-	T_EQ_INT(store_jobs_recent(st, 4, collect_job, &ids), 0);
+	pg = (struct job_page){ NULL, 0, 4 };
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
 	T_EQ_INT(ids.n, 4);
 	T_EQ_INT(ids.id[0], 6);
 	T_EQ_INT(ids.id[3], 3);
 	free(ids.stolen);
 
+	/* The next page starts below the last id seen. */
 	memset(&ids, 0, sizeof(ids));
-	T_EQ_INT(store_jobs_recent(st, 0, collect_job, &ids), 0);
+	pg = (struct job_page){ NULL, 3, 4 };
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(ids.n, 2);
+	T_EQ_INT(ids.id[0], 2);
+	T_EQ_INT(ids.id[1], 1);
+	free(ids.stolen);
+
+	/* One profile's, paged the same way. */
+	memset(&ids, 0, sizeof(ids));
+	pg = (struct job_page){ "A9994", 6, 100 };
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(ids.n, 2);
+	T_EQ_INT(ids.id[0], 4);
+	T_EQ_INT(ids.id[1], 2);
+	T_EQ_STR(ids.stolen, "A9994");
+	free(ids.stolen);
+
+	memset(&ids, 0, sizeof(ids));
+	pg = (struct job_page){ NULL, 0, 0 };
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
 	T_EQ_INT(ids.n, 0);
-	T_EQ_INT(store_jobs_recent(st, -1, collect_job, &ids), -EINVAL);
+	pg.limit = -1;
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), -EINVAL);
 
 	/* A non-zero return stops the walk and is returned. */
 	memset(&ids, 0, sizeof(ids));
 	ids.stop_after = 2;
-	T_EQ_INT(store_jobs_recent(st, 100, collect_job, &ids), 7);
+	pg = (struct job_page){ NULL, 0, 100 };
+	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 7);
 	T_EQ_INT(ids.n, 2);
 	free(ids.stolen);
 	store_close(st);
