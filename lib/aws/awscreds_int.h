@@ -5,11 +5,13 @@
  * shared credentials and config files), awscreds_remote.c (web identity
  * through STS, ECS container credentials) and awscreds_imds.c (the IMDSv2
  * client and the instance role).  Nothing outside lib/awscreds*.c
- * includes this.
+ * includes this but the fuzz targets (tests/fuzz/), which call the
+ * parsers of outside input directly.
  */
 #ifndef BCDAD_AWSCREDS_INT_H
 #define BCDAD_AWSCREDS_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -85,6 +87,14 @@ struct awscreds {
 	struct imds_call rimds;
 };
 
+/* What one shared credentials or config file says about one profile. */
+struct ac_profile {
+	char		*key, *secret, *token, *region;	/* NULL: absent */
+	const char	*unsupported;	/* first unsupported key seen */
+	int		 long_line;	/* first line too long to parse, or 0 */
+	int		 error_line;	/* first syntax error, or 0 */
+};
+
 /* awscreds.c */
 void	ac_chain_next(struct awscreds *ac);
 int	ac_creds_from_json(struct awscreds *ac, const char *label,
@@ -103,9 +113,14 @@ void	ac_wipe_free(char *s);
 
 /* awscreds_profile.c */
 int	ac_from_profile(struct awscreds *ac);
+int	ac_profile_parse(const char *text, size_t len, const char *name,
+	    int config, struct ac_profile *out);
+void	ac_profile_clear(struct ac_profile *p);
 char	*ac_profile_region(struct awscreds *ac);
 
 /* awscreds_remote.c */
+int	ac_creds_from_sts(struct awscreds *ac, const char *url,
+	    const struct http_resp *resp);
 int	ac_from_container(struct awscreds *ac);
 int	ac_from_web_identity(struct awscreds *ac);
 

@@ -1,7 +1,9 @@
 /*
  * AWS credentials, source 2: the shared credentials and config files
  * (profile AWS_PROFILE, else "default"; static keys only), and the
- * profile's region from the config file.  See awscreds_int.h.
+ * profile's region from the config file.  A file is read whole, then
+ * ac_profile_parse, which does no I/O, finds the profile in its text.
+ * See awscreds_int.h.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +18,7 @@
 #include "util/log.h"
 
 #define INI_LINE_MAX		65536
+#define READ_CHUNK		8192
 
 /*
  * The Debian build of libinih lets a program raise its 200-byte line limit
@@ -31,15 +34,13 @@ extern int ini_initial_alloc __attribute__((weak));
 /* 2. Shared credentials and config files                           */
 /* ---------------------------------------------------------------- */
 
-struct profile {
-	const char	*name;
-	int		 config;	/* sections are "profile NAME" */
-	const char	*path;
-	int		 found;
-	int		 line, long_line;
-	FILE		*fp;
-	char		*key, *secret, *token, *region;
-	const char	*unsupported;	/* first unsupported key seen */
+/* One text being parsed: libinih reads it a line at a time. */
+struct profile_text {
+	const char		*name;
+	int			 config;	/* "[profile NAME]" sections */
+	const char		*pos, *end;	/* what is left to read */
+	int			 line;
+	struct ac_profile	*out;
 };
 
 static const char *const unsupported_keys[] = {
@@ -48,18 +49,18 @@ static const char *const unsupported_keys[] = {
 	"sso_start_url",
 };
 
-static void
-profile_clear(struct profile *p)
+void
+ac_profile_clear(struct ac_profile *p)
 {
 	ac_wipe_free(p->key);
 	ac_wipe_free(p->secret);
 	ac_wipe_free(p->token);
 	free(p->region);
-	p->key = p->secret = p->token = p->region = NULL;
+	memset(p, 0, sizeof(*p));
 }
 
 static int
-section_matches(const struct profile *p, const char *section)
+section_matches(const struct profile_text *p, const char *section)
 {
 	if (!p->config)
 		return strcmp(section, p->name) == 0;
@@ -78,21 +79,21 @@ static int
 profile_handler(void *arg, const char *section, const char *name,
     const char *value)
 {
-	struct profile *p = arg;
+	struct profile_text *p = arg;
+	struct ac_profile *out = p->out;
 	char **slot = NULL;
 	size_t i;
 
 	if (!section_matches(p, section))
 		return 1;
-	p->found = 1;
 	if (strcmp(name, "aws_access_key_id") == 0)
-		slot = &p->key;
+		slot = &out->key;
 	else if (strcmp(name, "aws_secret_access_key") == 0)
-		slot = &p->secret;
+		slot = &out->secret;
 	else if (strcmp(name, "aws_session_token") == 0)
-		slot = &p->token;
+		slot = &out->token;
 	else if (strcmp(name, "region") == 0)
-		slot = &p->region;
+		slot = &out->region;
 	if (slot != NULL) {
 		ac_wipe_free(*slot);
 		if ((*slot = strdup(value)) == NULL)
@@ -101,33 +102,41 @@ profile_handler(void *arg, const char *section, const char *name,
 	}
 	for (i = 0; i < sizeof(unsupported_keys) / sizeof(*unsupported_keys);
 	    i++)
-		if (p->unsupported == NULL &&
+		if (out->unsupported == NULL &&
 		    strcmp(name, unsupported_keys[i]) == 0)
-			p->unsupported = unsupported_keys[i];
+			out->unsupported = unsupported_keys[i];
 	return 1;
 }
 
 /*
- * The libinih reader: fgets that notices a line longer than the buffer
- * libinih gave, drops the rest of it and hands libinih an empty line, so
- * a token is never cut silently.
+ * The libinih reader: the next line as fgets would give it, except that a
+ * line longer than the buffer libinih gave is dropped whole and libinih
+ * gets an empty line instead, so a token is never cut silently.
  */
 static char *
-profile_reader(char *buf, int size, void *arg)
+text_reader(char *buf, int size, void *arg)
 {
-	struct profile *p = arg;
-	size_t len;
-	int c;
+	struct profile_text *p = arg;
+	const char *nl;
+	size_t n, len;
 
-	if (size < 2 || fgets(buf, size, p->fp) == NULL)
+	if (size < 2 || p->pos >= p->end)
 		return NULL;
+	n = (size_t)(p->end - p->pos);
+	if (n > (size_t)size - 1)
+		n = (size_t)size - 1;
+	if ((nl = memchr(p->pos, '\n', n)) != NULL)
+		n = (size_t)(nl - p->pos) + 1;
+	memcpy(buf, p->pos, n);
+	buf[n] = '\0';
+	p->pos += n;
 	p->line++;
 	len = strlen(buf);
 	if (len == (size_t)size - 1 && buf[len - 1] != '\n') {
-		while ((c = getc(p->fp)) != EOF && c != '\n')
-			;
-		if (p->long_line == 0)
-			p->long_line = p->line;
+		nl = memchr(p->pos, '\n', (size_t)(p->end - p->pos));
+		p->pos = nl != NULL ? nl + 1 : p->end;
+		if (p->out->long_line == 0)
+			p->out->long_line = p->line;
 		buf[0] = '\n';
 		buf[1] = '\0';
 	}
@@ -135,24 +144,22 @@ profile_reader(char *buf, int size, void *arg)
 }
 
 /*
- * Reads the profile's keys from one file.  A missing file is no error
- * (the SDKs ignore it too).  Returns 0, or -1 with a reason in ac->why.
+ * Finds profile name in the text of a credentials file (config 0:
+ * sections "[NAME]") or of a config file (config 1: "[profile NAME]", and
+ * "[default]"), len bytes that need no NUL, and fills out, which is
+ * overwritten.  Does no I/O.  Returns 0, or -ENOMEM; out is to be
+ * cleared with ac_profile_clear either way.
  */
-static int
-profile_load(struct awscreds *ac, struct profile *p)
+int
+ac_profile_parse(const char *text, size_t len, const char *name, int config,
+    struct ac_profile *out)
 {
+	struct profile_text p = { .name = name, .config = config,
+	    .pos = text, .end = text + len, .out = out };
 	bool stack = false, realloc_ok = false;
 	int max_line = 0, initial = 0, rc;
 
-	if ((p->fp = fopen(p->path, "re")) == NULL) {
-		if (errno != ENOENT)
-			ac_why_add(ac, "shared files: cannot read %s: %s",
-			    p->path, strerror(errno));
-		else
-			log_debug("AWS %s file %s does not exist",
-			    p->config ? "config" : "credentials", p->path);
-		return errno == ENOENT ? 0 : -1;
-	}
+	memset(out, 0, sizeof(*out));
 	if (&ini_max_line != NULL && &ini_use_stack != NULL &&
 	    &ini_allow_realloc != NULL && &ini_initial_alloc != NULL) {
 		stack = ini_use_stack;
@@ -164,7 +171,7 @@ profile_load(struct awscreds *ac, struct profile *p)
 		ini_max_line = INI_LINE_MAX;
 		ini_initial_alloc = INI_LINE_MAX;
 	}
-	rc = ini_parse_stream(profile_reader, p, profile_handler, p);
+	rc = ini_parse_stream(text_reader, &p, profile_handler, &p);
 	if (&ini_max_line != NULL && &ini_use_stack != NULL &&
 	    &ini_allow_realloc != NULL && &ini_initial_alloc != NULL) {
 		ini_use_stack = stack;
@@ -172,20 +179,98 @@ profile_load(struct awscreds *ac, struct profile *p)
 		ini_max_line = max_line;
 		ini_initial_alloc = initial;
 	}
-	fclose(p->fp);
-	p->fp = NULL;
-	if (rc < 0) {
-		ac_why_add(ac, "shared files: out of memory reading %s", p->path);
+	if (rc < 0)
+		return -ENOMEM;
+	out->error_line = rc;
+	return 0;
+}
+
+/*
+ * The whole file as a NUL-terminated string of *lenp bytes, or NULL with
+ * errno set.  A read error ends the text where it happened, as it ended
+ * libinih's line-by-line reading before (a directory reads as empty).
+ * The text may hold keys: every buffer that held it is wiped.
+ */
+static char *
+read_text(const char *path, size_t *lenp)
+{
+	FILE *fp;
+	char *buf = NULL, *p;
+	size_t len = 0, size = 0, n;
+
+	if ((fp = fopen(path, "re")) == NULL)
+		return NULL;
+	for (;;) {
+		if (size - len < 2) {
+			if ((p = malloc(size ? size * 2 : READ_CHUNK)) == NULL)
+				goto nomem;
+			if (buf != NULL) {
+				memcpy(p, buf, len);
+				explicit_bzero(buf, len);
+				free(buf);
+			}
+			buf = p;
+			size = size ? size * 2 : READ_CHUNK;
+		}
+		if ((n = fread(buf + len, 1, size - len - 1, fp)) == 0)
+			break;
+		len += n;
+	}
+	fclose(fp);
+	buf[len] = '\0';
+	*lenp = len;
+	return buf;
+nomem:
+	if (buf != NULL) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	fclose(fp);
+	errno = ENOMEM;
+	return NULL;
+}
+
+/*
+ * Reads what one file says about profile name into out.  A missing file
+ * is no error (the SDKs ignore it too).  Returns 0, or -1 with a reason in
+ * ac->why.
+ */
+static int
+profile_load(struct awscreds *ac, const char *path, const char *name,
+    int config, struct ac_profile *out)
+{
+	const char *what = config ? "config" : "credentials";
+	char *text;
+	size_t len;
+	int rc, saved;
+
+	if ((text = read_text(path, &len)) == NULL) {
+		saved = errno;
+		if (saved == ENOENT)
+			log_debug("AWS %s file %s does not exist", what, path);
+		else if (saved == ENOMEM)
+			ac_why_add(ac, "shared files: out of memory reading %s",
+			    path);
+		else
+			ac_why_add(ac, "shared files: cannot read %s: %s",
+			    path, strerror(saved));
+		return saved == ENOENT ? 0 : -1;
+	}
+	rc = ac_profile_parse(text, len, name, config, out);
+	explicit_bzero(text, len);
+	free(text);
+	if (rc != 0) {
+		ac_why_add(ac, "shared files: out of memory reading %s", path);
 		return -1;
 	}
-	if (p->long_line) {
+	if (out->long_line) {
 		ac_why_add(ac, "shared files: %s line %d is too long for the INI "
-		    "parser", p->path, p->long_line);
+		    "parser", path, out->long_line);
 		return -1;
 	}
-	if (rc > 0)
-		log_debug("AWS %s file %s: syntax error at line %d",
-		    p->config ? "config" : "credentials", p->path, rc);
+	if (out->error_line > 0)
+		log_debug("AWS %s file %s: syntax error at line %d", what, path,
+		    out->error_line);
 	return 0;
 }
 
@@ -232,20 +317,20 @@ profile_name(void)
 char *
 ac_profile_region(struct awscreds *ac)
 {
-	struct profile cf = { .name = profile_name(), .config = 1 };
+	struct ac_profile cf = { 0 };
 	char *path, *region = NULL, saved[WHY_MAX];
 
 	if ((path = file_path("AWS_CONFIG_FILE", "config")) == NULL)
 		return NULL;
-	cf.path = path;
 	/* Only the region matters here: keep the fetch's reasons intact. */
 	memcpy(saved, ac->why, sizeof(saved));
-	if (profile_load(ac, &cf) == 0 && cf.region != NULL && *cf.region) {
+	if (profile_load(ac, path, profile_name(), 1, &cf) == 0 &&
+	    cf.region != NULL && *cf.region) {
 		region = cf.region;
 		cf.region = NULL;
 	}
 	memcpy(ac->why, saved, sizeof(saved));
-	profile_clear(&cf);
+	ac_profile_clear(&cf);
 	free(path);
 	return region;
 }
@@ -253,29 +338,29 @@ ac_profile_region(struct awscreds *ac)
 int
 ac_from_profile(struct awscreds *ac)
 {
-	struct profile cr = { .name = profile_name(), .config = 0 };
-	struct profile cf = { .name = profile_name(), .config = 1 };
-	struct profile *use = NULL;
+	struct ac_profile cr = { 0 }, cf = { 0 }, *use = NULL;
+	const char *name = profile_name(), *usepath = NULL;
 	char *crpath = NULL, *cfpath = NULL;
 	int rc = 0;
 
 	crpath = file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
 	cfpath = file_path("AWS_CONFIG_FILE", "config");
-	cr.path = crpath;
-	cf.path = cfpath;
-	if ((crpath && profile_load(ac, &cr) != 0) ||
-	    (cfpath && profile_load(ac, &cf) != 0)) {
+	if ((crpath && profile_load(ac, crpath, name, 0, &cr) != 0) ||
+	    (cfpath && profile_load(ac, cfpath, name, 1, &cf) != 0)) {
 		rc = -1;
 		goto out;
 	}
-	if (cr.key != NULL || cr.secret != NULL)
+	if (cr.key != NULL || cr.secret != NULL) {
 		use = &cr;
-	else if (cf.key != NULL || cf.secret != NULL)
+		usepath = crpath;
+	} else if (cf.key != NULL || cf.secret != NULL) {
 		use = &cf;
+		usepath = cfpath;
+	}
 	if (use != NULL) {
 		if (use->key == NULL || use->secret == NULL) {
 			ac_why_add(ac, "shared files: profile \"%s\" in %s has %s "
-			    "but no %s", use->name, use->path,
+			    "but no %s", name, usepath,
 			    use->key ? "aws_access_key_id" :
 			    "aws_secret_access_key",
 			    use->key ? "aws_secret_access_key" :
@@ -287,7 +372,7 @@ ac_from_profile(struct awscreds *ac)
 			rc = -1;
 		} else {
 			log_debug("AWS credentials: profile \"%s\" from %s",
-			    use->name, use->path);
+			    name, usepath);
 			rc = 1;
 		}
 	} else if (cr.unsupported || cf.unsupported) {
@@ -295,20 +380,20 @@ ac_from_profile(struct awscreds *ac)
 		    cf.unsupported;
 
 		log_debug("AWS profile \"%s\" uses %s, which bcdad does not "
-		    "support; trying the next source", cr.name, k);
+		    "support; trying the next source", name, k);
 		ac_why_add(ac, "shared files: profile \"%s\" uses %s, which "
 		    "bcdad does not support (give it static keys, or use "
-		    "web identity or an instance role)", cr.name, k);
+		    "web identity or an instance role)", name, k);
 		rc = -1;
 	} else if (ac_env("AWS_PROFILE") != NULL) {
 		ac_why_add(ac, "shared files: profile \"%s\" has no keys in %s "
-		    "or %s", cr.name, crpath ? crpath : "(no HOME)",
+		    "or %s", name, crpath ? crpath : "(no HOME)",
 		    cfpath ? cfpath : "(no HOME)");
 		rc = -1;
 	}
 out:
-	profile_clear(&cr);
-	profile_clear(&cf);
+	ac_profile_clear(&cr);
+	ac_profile_clear(&cf);
 	free(crpath);
 	free(cfpath);
 	return rc;

@@ -180,27 +180,24 @@ sts_xml_parse(const char *body, size_t len, struct sts_xml *x)
 	return rc;
 }
 
-static void
-sts_done(struct http_req *r, void *arg)
+/*
+ * Fills ac->fetched from STS's answer to AssumeRoleWithWebIdentity (url
+ * for messages).  Returns 0, or -1 with a reason in ac->why.
+ */
+int
+ac_creds_from_sts(struct awscreds *ac, const char *url,
+    const struct http_resp *resp)
 {
-	struct awscreds *ac = arg;
-	const struct http_resp *resp = http_req_resp(r);
 	struct sts_xml x;
 	int64_t exp = 0;
-	int ok = 0;
+	int rc = -1;
 
-	ac->req = NULL;
-	if (resp->result != CURLE_OK) {
-		ac_why_add(ac, "web identity: STS at %s: %s", http_req_url(r),
-		    resp->error);
-		goto next;
-	}
 	if (sts_xml_parse(resp->body ? resp->body : "", resp->body_len,
 	    &x) != 0) {
 		ac_why_add(ac, "web identity: STS at %s answered HTTP %ld with a "
-		    "body that is not XML", http_req_url(r), resp->status);
+		    "body that is not XML", url, resp->status);
 		sts_xml_free(&x);
-		goto next;
+		return -1;
 	}
 	if (resp->status != 200 || x.val[X_CODE] != NULL) {
 		ac_why_add(ac, "web identity: STS AssumeRoleWithWebIdentity for "
@@ -219,10 +216,25 @@ sts_done(struct http_req *r, void *arg)
 	    x.val[X_TOKEN], exp) != 0) {
 		ac_why_add(ac, "web identity: out of memory");
 	} else {
-		ok = 1;
+		rc = 0;
 	}
 	sts_xml_free(&x);
-next:
+	return rc;
+}
+
+static void
+sts_done(struct http_req *r, void *arg)
+{
+	struct awscreds *ac = arg;
+	const struct http_resp *resp = http_req_resp(r);
+	int ok = 0;
+
+	ac->req = NULL;
+	if (resp->result != CURLE_OK)
+		ac_why_add(ac, "web identity: STS at %s: %s", http_req_url(r),
+		    resp->error);
+	else if (ac_creds_from_sts(ac, http_req_url(r), resp) == 0)
+		ok = 1;
 	ac_req_free(r);
 	if (ok)
 		ac_fetch_ok(ac, "web-identity");
