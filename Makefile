@@ -138,9 +138,15 @@ fuzz-lib:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=clang \
 	  SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_DIR)/libbcdad.a
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h fuzz-lib
-	clang -O1 -g -std=c11 -D_GNU_SOURCE $(WARN) -Ilib $(PKG_CFLAGS) \
-	  -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_DIR)/libbcdad.a $(LDLIBS)
+# A target may take a daemon/ source with it (the control request).
+FUZZ_EXTRA_control = daemon/ctlreq.c
+
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(FUZZ_EXTRA_$$*) \
+    fuzz-lib
+	clang -O1 -g -std=c11 -D_GNU_SOURCE -DBCDAD_VERSION=\"$(VERSION)\" \
+	  $(WARN) -Ilib -Idaemon $(PKG_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) \
+	  -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_DIR)/libbcdad.a $(LDLIBS)
 
 fuzz: fuzz-lib $(FUZZ_BIN)
 	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; \

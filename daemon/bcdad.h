@@ -25,6 +25,23 @@ char	*socket_path(const struct config *);
 int	daemon_run(struct config *);
 int	daemon_check_dirs(const struct config *, char *errs, size_t errlen);
 
+/* ctlreq.c: a control request, read */
+enum ctl_cmd { CTL_STATUS, CTL_HISTORY, CTL_RUN, CTL_CANCEL, CTL_RETRY };
+
+struct ctl_req {
+	json_t		*json;		/* owns the strings below */
+	enum ctl_cmd	 cmd;		/* "ping" is CTL_STATUS */
+	int64_t		 job;		/* 0: none */
+	const char	*profile;	/* run; status filter */
+	const char	*since;		/* run */
+	int		 full;		/* run */
+	struct job_page	 page;		/* status */
+};
+
+int	ctl_req_parse(const char *line, size_t len, struct ctl_req *,
+	    const char **err);
+void	ctl_req_free(struct ctl_req *);
+
 /* control.c */
 struct ctl;
 struct ctl	*ctl_listen(uv_loop_t *, struct engine *, const char *path,

@@ -137,94 +137,63 @@ static void
 handle(struct ctl_conn *c, const char *line, size_t len)
 {
 	struct engine *e = c->ctl->engine;
-	struct job_page pg;
-	json_t *req, *v, *jobs, *profs;
-	const char *cmd, *profile;
+	struct ctl_req r;
+	json_t *jobs, *profs, *rep;
+	const char *why;
 	char err[512];
 	int64_t id, next = 0;
+	int rc;
 
-	/* Duplicate keys are refused: which "cmd" would be meant? */
-	if ((req = json_loadb(line, len, JSON_REJECT_DUPLICATES,
-	    NULL)) == NULL ||
-	    !json_is_object(req)) {
-		json_decref(req);
-		reply_error(c, "request is not a JSON object");
+	if (ctl_req_parse(line, len, &r, &why) != 0) {
+		reply_error(c, why);
 		return;
 	}
-	v = json_object_get(req, "version");
-	cmd = json_string_value(json_object_get(req, "cmd"));
-	if (!json_is_integer(v) || json_integer_value(v) != CTL_VERSION) {
-		reply_error(c, "unsupported protocol version (this daemon "
-		    "speaks version 1)");
-	} else if (cmd == NULL) {
-		reply_error(c, "request has no \"cmd\"");
-	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
-		/* A page: "limit" (1 to CTL_PAGE_MAX), "before", "profile". */
-		v = json_object_get(req, "limit");
-		pg.limit = !json_is_integer(v) || json_integer_value(v) < 1 ?
-		    50 : json_integer_value(v) > CTL_PAGE_MAX ? CTL_PAGE_MAX :
-		    (int)json_integer_value(v);
-		v = json_object_get(req, "before");
-		pg.before = json_is_integer(v) ? json_integer_value(v) : 0;
-		pg.profile = json_string_value(json_object_get(req,
-		    "profile"));
-		v = json_object_get(req, "job");
-		jobs = json_is_integer(v) ? status_job_one(e,
-		    json_integer_value(v)) : status_jobs(e, &pg, &next);
+	switch (r.cmd) {
+	case CTL_STATUS:
+		jobs = r.job != 0 ? status_job_one(e, r.job) :
+		    status_jobs(e, &r.page, &next);
 		profs = status_profiles(e);
 		if (jobs == NULL || profs == NULL) {
 			json_decref(jobs);
 			json_decref(profs);
 			reply_error(c, "cannot read jobs from the database");
-		} else {
-			v = json_pack("{s:b, s:o, s:o, s:s}", "ok", 1, "jobs",
-			    jobs, "profiles", profs, "daemon", BCDAD_VERSION);
-			if (v != NULL && next != 0)
-				json_object_set_new(v, "next",
-				    json_integer(next));
-			reply(c, v);
+			break;
 		}
-	} else if (strcmp(cmd, "history") == 0) {
-		v = json_object_get(req, "job");
-		if (!json_is_integer(v))
-			reply_error(c, "history needs an integer \"job\"");
-		else if ((jobs = status_job_detail(e,
-		    json_integer_value(v))) == NULL)
+		rep = json_pack("{s:b, s:o, s:o, s:s}", "ok", 1, "jobs", jobs,
+		    "profiles", profs, "daemon", BCDAD_VERSION);
+		if (rep != NULL && next != 0)
+			json_object_set_new(rep, "next", json_integer(next));
+		reply(c, rep);
+		break;
+	case CTL_HISTORY:
+		if ((rep = status_job_detail(e, r.job)) == NULL) {
 			reply_error(c, "no such job");
-		else {
-			json_object_set_new(jobs, "ok", json_true());
-			reply(c, jobs);
+			break;
 		}
-	} else if (!c->privileged) {
-		reply_error(c, "permission denied: run, cancel and retry need "
-		    "root or the bcdad user or group");
-	} else if (strcmp(cmd, "run") == 0) {
-		profile = json_string_value(json_object_get(req, "profile"));
-		if (profile == NULL)
-			reply_error(c, "run needs \"profile\"");
-		else if (engine_run(e, profile, json_string_value(
-		    json_object_get(req, "since")), json_is_true(
-		    json_object_get(req, "full")), &id, err, sizeof(err)) != 0)
+		json_object_set_new(rep, "ok", json_true());
+		reply(c, rep);
+		break;
+	case CTL_RUN:
+	case CTL_CANCEL:
+	case CTL_RETRY:
+		if (!c->privileged) {
+			reply_error(c, "permission denied: run, cancel and "
+			    "retry need root or the bcdad user or group");
+			break;
+		}
+		id = r.job;
+		rc = r.cmd == CTL_RUN ? engine_run(e, r.profile, r.since,
+		    r.full, &id, err, sizeof(err)) : r.cmd == CTL_CANCEL ?
+		    engine_cancel(e, r.job, err, sizeof(err)) :
+		    engine_retry(e, r.job, err, sizeof(err));
+		if (rc != 0)
 			reply_error(c, err);
 		else
 			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",
 			    (json_int_t)id));
-	} else if (strcmp(cmd, "cancel") == 0 || strcmp(cmd, "retry") == 0) {
-		v = json_object_get(req, "job");
-		if (!json_is_integer(v))
-			reply_error(c, "cancel and retry need an integer "
-			    "\"job\"");
-		else if ((strcmp(cmd, "cancel") == 0 ? engine_cancel :
-		    engine_retry)(e, json_integer_value(v), err,
-		    sizeof(err)) != 0)
-			reply_error(c, err);
-		else
-			reply(c, json_pack("{s:b, s:I}", "ok", 1, "job",
-			    (json_int_t)json_integer_value(v)));
-	} else {
-		reply_error(c, "unknown command");
+		break;
 	}
-	json_decref(req);
+	ctl_req_free(&r);
 }
 
 static void

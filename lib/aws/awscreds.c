@@ -154,7 +154,7 @@ creds_valid(const struct awscreds *ac, int64_t now)
 static void
 fetch_finish(struct awscreds *ac, const char *source, const char *error)
 {
-	struct waiter *w, *list;
+	struct waiter *w;
 	int64_t now = ac_now_unix();
 	char exp[32], *err = NULL;
 
@@ -202,11 +202,15 @@ fetch_finish(struct awscreds *ac, const char *source, const char *error)
 		if (err == NULL && (err = strdup(error)) != NULL)
 			error = err;
 	}
-	list = ac->waiters;
+	/*
+	 * The list being called back stays where awscreds_forget finds it: a
+	 * callback may cancel another waiter.
+	 */
+	ac->calling = ac->waiters;
 	ac->waiters = NULL;
 	ac->waiters_tail = &ac->waiters;
-	while ((w = list) != NULL) {
-		list = w->next;
+	while ((w = ac->calling) != NULL) {
+		ac->calling = w->next;
 		if (creds_valid(ac, now))
 			w->cb(w->arg, &ac->creds, NULL);
 		else
@@ -471,6 +475,32 @@ waiters_free(struct waiter *w)
 	}
 }
 
+/* Unlinks and frees list's waiters (cb, arg), keeping *tail right. */
+static void
+forget_in(struct waiter **list, struct waiter ***tail, awscreds_cb cb,
+    void *arg)
+{
+	struct waiter **wp, *w;
+
+	for (wp = list; (w = *wp) != NULL; ) {
+		if (w->cb != cb || w->arg != arg) {
+			wp = &w->next;
+			continue;
+		}
+		*wp = w->next;
+		if (tail != NULL && *tail == &w->next)
+			*tail = wp;
+		free(w);
+	}
+}
+
+void
+awscreds_forget(struct awscreds *ac, awscreds_cb cb, void *arg)
+{
+	forget_in(&ac->calling, NULL, cb, arg);
+	forget_in(&ac->waiters, &ac->waiters_tail, cb, arg);
+}
+
 void
 awscreds_free(struct awscreds *ac)
 {
@@ -483,6 +513,7 @@ awscreds_free(struct awscreds *ac)
 	ac_imds_call_free(ac, &ac->imds);
 	ac_imds_call_free(ac, &ac->rimds);
 	waiters_free(ac->waiters);
+	waiters_free(ac->calling);
 	waiters_free(ac->rwaiters);
 	creds_clear(&ac->creds);
 	creds_clear(&ac->fetched);

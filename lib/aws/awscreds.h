@@ -74,6 +74,8 @@ void		 awscreds_free(struct awscreds *);
  * the refresh is retried AWSCREDS_RETRY seconds later.
  */
 void		 awscreds_get(struct awscreds *, awscreds_cb, void *arg);
+/* Withdraws a waiting awscreds_get(cb, arg): cb will not be called. */
+void		 awscreds_forget(struct awscreds *, awscreds_cb, void *arg);
 /*
  * Forgets the cached credentials, so the next awscreds_get fetches anew
  * (for when AWS answered ExpiredToken or InvalidClientTokenId).

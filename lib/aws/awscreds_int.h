@@ -69,6 +69,7 @@ struct awscreds {
 	int		 fetching;
 	enum fetch_step	 step;
 	struct waiter	*waiters, **waiters_tail;
+	struct waiter	*calling;	/* waiters being called back now */
 	struct http_req	*req;		/* STS or ECS */
 	struct imds_call imds;
 	struct aws_creds fetched;

@@ -28,6 +28,8 @@ enum up_step {
 	UP_PUT, UP_CREATE, UP_PART, UP_COMPLETE, UP_ABORT, UP_LIST, UP_STRAY
 };
 
+#define UP_RESTARTS	3	/* NoSuchUpload: times an upload starts over */
+
 static const char *const step_action[] = {
 	[UP_PUT]	= "s3:PutObject",
 	[UP_CREATE]	= "s3:PutObject (CreateMultipartUpload)",
@@ -60,7 +62,8 @@ struct upload {
 	int		 working;
 	int		 creds_wait;	/* awscreds_get has not called back */
 	int		 abort_only;	/* upload_abort(): nothing to send */
-	int		 attempts;
+	int		 attempts;	/* of this request; reset by success */
+	int		 restarts;	/* after NoSuchUpload; never reset */
 	int		 cancelled;
 	int		 final_rc;
 	char		**strays;	/* open uploads of the key, to abort */
@@ -309,14 +312,31 @@ static void
 failed(struct upload *u, const struct http_resp *resp,
     const struct aws_error *e)
 {
+	char abort_why[512];
 	uint64_t delay, d;
 	int n;
 
+	if (u->step == UP_ABORT && strcmp(e->code, "NoSuchUpload") == 0) {
+		/* Gone already (aborted or completed): nothing lingers. */
+		forget_upload(u);
+		finish(u, u->final_rc);
+		return;
+	}
+	if (u->step == UP_ABORT && !u->abort_only) {
+		/*
+		 * Best effort: the upload failed already, and u->why says
+		 * why; that is what the caller hears, not the abort's failure.
+		 */
+		s3_describe(&u->loc, u->key, step_action[u->step], resp, e,
+		    abort_why, sizeof(abort_why));
+		log_warnx("%s, after the upload failed", abort_why);
+		finish(u, u->final_rc);
+		return;
+	}
 	s3_describe(&u->loc, u->key, step_action[u->step], resp, e, u->why,
 	    sizeof(u->why));
 	if (u->step == UP_ABORT) {
-		/* Best effort: the upload failed already; say why it did. */
-		finish(u, u->abort_only ? -EIO : u->final_rc);
+		finish(u, -EIO);
 		return;
 	}
 	if (u->step == UP_LIST || (u->step == UP_STRAY &&
@@ -332,12 +352,18 @@ failed(struct upload *u, const struct http_resp *resp,
 		next_stray(u);
 		return;
 	}
+	/*
+	 * Counted apart from attempts, which each success (the new upload's
+	 * CREATE) resets: an S3 that keeps losing uploads must not have them
+	 * started over without end.
+	 */
 	if (strcmp(e->code, "NoSuchUpload") == 0 && u->f != NULL &&
-	    u->f->s3_upload_id != NULL && u->attempts < 3) {
+	    u->f->s3_upload_id != NULL && u->restarts < UP_RESTARTS) {
 		log_warnx("S3 no longer knows the upload of %s; starting it "
 		    "over", u->key);
 		forget_upload(u);
-		u->attempts++;
+		u->restarts++;
+		u->attempts = 0;
 		u->step = UP_CREATE;
 		run(u);
 		return;
@@ -677,7 +703,12 @@ upload_cancel(struct upload *u)
 		http_req_free(u->req);
 		u->req = NULL;
 	}
-	/* A hash on the thread pool, or a credentials fetch, finishes first. */
-	if (!u->working && !u->creds_wait)
+	/* A credentials fetch goes on for others, without this upload. */
+	if (u->creds_wait) {
+		awscreds_forget(u->env.creds, with_creds, u);
+		u->creds_wait = 0;
+	}
+	/* A hash on the thread pool finishes first. */
+	if (!u->working)
 		up_free(u);
 }

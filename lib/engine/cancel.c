@@ -6,7 +6,8 @@
  *				DELETE): cancelled with curl, freed
  *	fs[i].dl		downloads: cancelled, their .part removed;
  *				one whose commit runs on the thread pool is
- *				left to finish (it only renames a whole file)
+ *				left to finish (it only renames a whole
+ *				file), and the job ends once it is back
  *	fs[i].up, manifest_up	S3 uploads: cancelled (ej_s3_cancel); open
  *				multipart uploads aborted when the job ends
  *				(ej_s3_abandon)
@@ -82,6 +83,8 @@ step_cancel(struct ejob *j)
 		return;
 	}
 	ej_cancel_transfers(j);
+	if (j->ndl > 0)
+		return;		/* a commit; its end wakes the job */
 	if ((j->row.state == JOB_POLL || j->row.state == JOB_KICKOFF) &&
 	    j->row.status_url != NULL) {
 		/* Tell BCDA too, so it stops working and frees the ACO. */

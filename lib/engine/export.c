@@ -281,8 +281,16 @@ wait_for_blocker(struct ejob *j, const struct http_resp *resp)
 char *
 ej_own_job(struct ejob *j, const struct http_resp *resp)
 {
+	time_t now = time(NULL);
 	char *url;
 
+	/*
+	 * A kickoff "sent" in the future: this host's clock went back since.
+	 * Count from now, or the grace would last as long as the jump and
+	 * BCDA's job, started before, would not be recognised.
+	 */
+	if (j->row.kickoff_sent > (int64_t)now)
+		j->row.kickoff_sent = (int64_t)now;
 	if (resp->result != CURLE_OK || resp->status != 200)
 		return NULL;
 	/* Five minutes of slack for clocks that disagree. */
@@ -312,18 +320,20 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		return;
 	}
 	if (resp->result == CURLE_OK && resp->status < 500 &&
-	    j->kickoff_unknown && (wait = j->row.kickoff_sent + KICKOFF_GRACE - time(NULL)) > 0) {
+	    j->kickoff_unknown && (wait = j->row.kickoff_sent +
+	    KICKOFF_GRACE - time(NULL)) > 0) {
 		/*
-		 * Not (yet) there.  A kickoff whose answer never came (a crash,
-		 * a timeout, a reset) may still be running in BCDA, whose job appears when that
-		 * request ends: look again until KICKOFF_GRACE after it was
-		 * sent before starting another, so that no BCDA job is left
-		 * behind.
+		 * Not (yet) there.  A kickoff whose answer never came (a
+		 * crash, a timeout, a reset) may still be running in BCDA,
+		 * whose job appears when that request ends: look again until
+		 * KICKOFF_GRACE after it was sent before starting another, so
+		 * that no BCDA job is left behind.
 		 */
 		ej_set_error(j, "waiting: the BCDA job of the kickoff sent "
 		    "%lld s ago may still appear; a new kickoff in %lld s at "
 		    "the latest", (long long)(KICKOFF_GRACE - wait),
 		    (long long)wait);
+		ej_save(j);
 		JLOG(LOG_LVL_INFO, j, "%s", j->row.last_error);
 		ej_ok(j);
 		if (wait > j->e->cfg->poll_min)

@@ -34,6 +34,9 @@ static int (*fake_answer)(const char *method, const char *url,
 static char	*fake_log[FAKE_LOG_MAX];
 static int	 fake_nlog;
 static int	 fake_held;		/* requests held and not yet cancelled */
+#define FAKE_DELIVERED_MAX	64
+static char	*fake_done[FAKE_DELIVERED_MAX];	/* URLs answered, in order */
+static int	 fake_ndone;
 
 struct http {
 	uv_loop_t	*loop;
@@ -59,6 +62,19 @@ fake_log_clear(void)
 {
 	while (fake_nlog > 0)
 		free(fake_log[--fake_nlog]);
+	while (fake_ndone > 0)
+		free(fake_done[--fake_ndone]);
+}
+
+/* How many answers to url were delivered (their callbacks have run). */
+static int
+fake_delivered(const char *url)
+{
+	int i, n = 0;
+
+	for (i = 0; i < fake_ndone; i++)
+		n += strcmp(fake_done[i], url) == 0;
+	return n;
 }
 
 /* How many logged requests start with prefix ("GET http://h/api"). */
@@ -208,6 +224,9 @@ deliver(uv_timer_t *t)
 
 	uv_close((uv_handle_t *)t, timer_closed);
 	r->timer = NULL;
+	if (fake_ndone < FAKE_DELIVERED_MAX &&
+	    (fake_done[fake_ndone] = strdup(r->url)) != NULL)
+		fake_ndone++;
 	if (r->ans.socket_errno != 0) {
 		r->resp.result = CURLE_COULDNT_CONNECT;
 		r->resp.error = "Couldn't connect to server";

@@ -4,7 +4,9 @@
  * jobs through their stages, a cancel while the kickoff is unanswered, and
  * a shutdown with a download in flight, without a socket; and the store
  * failing under it (SQLite triggers that refuse a write while the test
- * says so): the write is retried, never the step that led to it.
+ * says so): the write is retried, never the step that led to it.  The
+ * wall clock is this file's time(), which the engine's calls resolve to:
+ * a test can make it jump.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -24,6 +27,22 @@
 #include "store/job.h"
 #include "store/store.h"
 #include "t.h"
+
+/* How far the wall clock has jumped, in seconds. */
+static time_t clock_jump;
+
+time_t
+time(time_t *out)
+{
+	struct timespec ts;
+	time_t t;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = ts.tv_sec + clock_jump;
+	if (out != NULL)
+		*out = t;
+	return t;
+}
 
 #define BASE	"http://127.0.0.1:9"
 #define STATUS	BASE "/api/v2/jobs/42"
@@ -40,11 +59,15 @@ static int hold_kickoff, hold_data;
 static int list_empty;		/* so many job lists come back empty */
 static int early_404;		/* BCDA expired the job before its time */
 static int no_socket;		/* so many data requests find no descriptor */
+static int hold_imds;		/* the instance metadata service hangs */
+static const char *world_extra;	/* more configuration, after the profile */
 
 static int
 bcda(const char *method, const char *url, struct fake_answer *a)
 {
-	if (strcmp(url, BASE "/auth/token") == 0) {
+	if (strncmp(url, "http://169.254.169.254/", 23) == 0 && hold_imds) {
+		return 0;
+	} else if (strcmp(url, BASE "/auth/token") == 0) {
 		a->status = 200;
 		a->body = "{\"access_token\": \"tok\", \"expires_in\": \"1200\", "
 		    "\"token_type\":\"bearer\"}";
@@ -115,6 +138,16 @@ world_new(struct world *w)
 		perror("mkdtemp");
 		exit(1);
 	}
+	/* AWS credentials come from nowhere but the instance's role. */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_PROFILE");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+	unsetenv("AWS_EC2_METADATA_DISABLED");
+	unsetenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	setenv("HOME", w->dir, 1);
 	snprintf(path, sizeof(path), "%s/secret", w->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, "s3cret\n", 7) != 7)
@@ -124,8 +157,8 @@ world_new(struct world *w)
 	    "runtime_dir = %s\nstorage_dir = %s/out\npoll_min = 1\n"
 	    "poll_max = 1\nretry_min = 1\nretry_max = 1\n"
 	    "[profile A9994]\nbase_url = " BASE "\napi_version = v2\n"
-	    "client_id = A9994\nclient_secret_file = %s\n", w->dir, w->dir,
-	    w->dir, path);
+	    "client_id = A9994\nclient_secret_file = %s\n%s", w->dir, w->dir,
+	    w->dir, path, world_extra ? world_extra : "");
 	snprintf(path, sizeof(path), "%s/bcdad.conf", w->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, conf, strlen(conf)) != (ssize_t)strlen(conf))
@@ -147,6 +180,9 @@ world_new(struct world *w)
 	fake_answer = bcda;
 	fake_log_clear();
 	hold_kickoff = hold_data = list_empty = early_404 = no_socket = 0;
+	hold_imds = 0;
+	clock_jump = 0;
+	world_extra = NULL;
 }
 
 /* A crash and a restart: a new engine on the same database. */
@@ -470,18 +506,28 @@ T_TEST(t_stale_job_is_reloaded)
  * after the kickoff, bcdad looks again instead of kicking off again; past
  * it, it kicks off anew.
  */
+/* A new world whose job's kickoff was sent and never answered. */
+static int64_t
+kickoff_unanswered(struct world *w)
+{
+	int64_t id;
+
+	world_new(w);
+	hold_kickoff = 1;
+	id = run(w, NULL, 0);
+	run_for(w, id, JOB_POLL, 300);
+	T_EQ_INT(fake_held, 1);
+	hold_kickoff = 0;
+	return id;
+}
+
 static void
 lost_kickoff(long sent_ago, int kickoffs, int lists)
 {
 	struct world w;
 	int64_t id;
 
-	world_new(&w);
-	hold_kickoff = 1;
-	id = run(&w, NULL, 0);
-	run_for(&w, id, JOB_POLL, 300);
-	T_EQ_INT(fake_held, 1);
-	hold_kickoff = 0;
+	id = kickoff_unanswered(&w);
 	list_empty = 2;
 	sql(&w, "UPDATE jobs SET kickoff_sent = %lld WHERE id = %lld",
 	    (long long)time(NULL) - sent_ago, (long long)id);
@@ -552,6 +598,111 @@ T_TEST(t_out_of_descriptors)
 	world_free(&w);
 }
 
+/*
+ * The clock goes back a day after a kickoff whose answer was lost: the
+ * grace for finding BCDA's job counts from now, not from a send time in
+ * the future, so the job neither waits a day nor misses its BCDA job.
+ */
+T_TEST(t_clock_back_during_the_kickoff_grace)
+{
+	struct world w;
+	struct job_row row;
+	long long ago = -1, in = -1;
+	int64_t id;
+
+	id = kickoff_unanswered(&w);
+	list_empty = 1000;		/* BCDA never got it */
+	clock_jump = -86400;
+	world_restart(&w);
+	run_for(&w, id, JOB_POLL, 300);
+	T_EQ_INT(store_job_get(w.st, id, &row), 0);
+	T_ASSERT(row.last_error != NULL && sscanf(row.last_error,
+	    "waiting: the BCDA job of the kickoff sent %lld s ago may still "
+	    "appear; a new kickoff in %lld s", &ago, &in) == 2);
+	T_ASSERT(ago >= 0 && in > 0 && in <= 150);
+	job_row_clear(&row);
+	/* BCDA lists the job at last, started before the jump: it is ours. */
+	list_empty = 0;
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 1);
+	world_free(&w);
+}
+
+/*
+ * The clock jumps two days ahead, then a day back, mid-export: no expiry
+ * is imagined, no second kickoff is sent, and the job completes.
+ */
+T_TEST(t_clock_jumps_mid_export)
+{
+	struct world w;
+	int64_t id;
+
+	world_new(&w);
+	hold_data = 1;
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	clock_jump = 2 * 86400;
+	run_for(&w, id, JOB_DONE, 300);
+	clock_jump = -86400;
+	hold_data = 0;
+	world_restart(&w);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " BASE "/api/v2/Group/all/$export"), 1);
+	world_free(&w);
+}
+
+/*
+ * A cancel while the download's commit (fsync and rename, on the thread
+ * pool) is in flight: the job ends CANCELLED once the commit is back,
+ * and nothing is left open on the loop.
+ */
+T_TEST(t_cancel_during_a_commit)
+{
+	struct world w;
+	char err[256];
+	int64_t id;
+
+	world_new(&w);
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	while (fake_delivered(DATA) == 0)
+		uv_run(&w.loop, UV_RUN_ONCE);
+	/* The body is in; its commit was queued in the same callback. */
+	T_EQ_INT(engine_active_downloads(w.e), 1);
+	T_EQ_INT(engine_cancel(w.e, id, err, sizeof(err)), 0);
+	T_EQ_INT(run_until(&w, id, JOB_CANCELLED), JOB_CANCELLED);
+	T_EQ_INT(engine_active_downloads(w.e), 0);
+	T_EQ_INT(query_int(&w, "SELECT count(*) FROM job_history WHERE "
+	    "to_state = 5"), 0);		/* never S3_PUT */
+	world_free(&w);
+}
+
+/*
+ * A cancel while the S3 uploads wait for AWS credentials (the instance
+ * metadata service hangs): the job ends CANCELLED, the credential
+ * request is dropped, and nothing is left open on the loop.
+ */
+T_TEST(t_cancel_during_a_credential_wait)
+{
+	struct world w;
+	char err[256];
+	int64_t id;
+
+	world_extra = "s3_bucket = bcdad-test\n[aws]\nregion = us-east-1\n";
+	world_new(&w);
+	world_extra = NULL;
+	hold_imds = 1;
+	id = run(&w, NULL, 0);
+	run_for(&w, id, JOB_IMPORT, 1500);	/* never: no credentials */
+	T_ASSERT(fake_held >= 1);
+	T_ASSERT(fake_count("PUT http://169.254.169.254/latest/api/token") >=
+	    1);
+	T_EQ_INT(engine_cancel(w.e, id, err, sizeof(err)), 0);
+	T_EQ_INT(run_until(&w, id, JOB_CANCELLED), JOB_CANCELLED);
+	T_EQ_INT(engine_active_jobs(w.e), 0);
+	world_free(&w);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
@@ -563,4 +714,8 @@ T_MAIN("engine",
     T_CASE(t_lost_kickoff_is_looked_for_not_repeated),
     T_CASE(t_lost_kickoff_past_its_grace_is_sent_again),
     T_CASE(t_file_404_rechecks_the_job),
-    T_CASE(t_out_of_descriptors))
+    T_CASE(t_out_of_descriptors),
+    T_CASE(t_clock_back_during_the_kickoff_grace),
+    T_CASE(t_clock_jumps_mid_export),
+    T_CASE(t_cancel_during_a_commit),
+    T_CASE(t_cancel_during_a_credential_wait))
