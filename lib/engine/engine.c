@@ -62,14 +62,20 @@ ej_backoff(int min_s, int max_s, int n)
 /*
  * BCDA's WAF allows bcda_request_limit requests per bcda_request_window
  * from one address, whatever the ACO.  Returns 0 and counts a request
- * when one may be sent now, else the ms until one may.
+ * when one may be sent now, else the ms until one may.  The WAF counts
+ * arrivals, which come after the sends counted here (a busy loop, a slow
+ * connect): the time is the clock's, not the loop's cached one, and the
+ * window is taken BUDGET_SLACK_MS longer than BCDA's.
  */
+#define BUDGET_SLACK_MS	500
+
 uint64_t
 ej_bcda_budget(struct engine *e)
 {
-	uint64_t now = ej_now(e), window, oldest;
+	uint64_t now = uv_hrtime() / 1000000, window, oldest;
 
-	window = (uint64_t)e->cfg->bcda_request_window * 1000;
+	window = (uint64_t)e->cfg->bcda_request_window * 1000 +
+	    BUDGET_SLACK_MS;
 	oldest = e->reqlog[e->reqlog_next];
 	if (e->reqlog_len == e->cfg->bcda_request_limit &&
 	    now < oldest + window)
