@@ -29,7 +29,10 @@ Control (no auth), under /_fake/:
       throttle_next N, fail_5xx_next N, job_outcome COMPLETED|FAILED|
       COMPLETED_WITH_ERRORS, submitted_seconds, in_progress_seconds,
       datastore_status, unknown_status_first (true or a status string),
-      hold_start_seconds, callers {"AKID": "secret" |
+      hold_start_seconds, refuse_start (a message: every
+      StartFHIRImportJob is then refused with a ValidationException,
+      400, carrying it, as HealthLake refuses a request it will not
+      run; null or "" to stop), callers {"AKID": "secret" |
       {"secret": s, "token": t, "expired": bool}}
   GET  /_fake/stats    counters and the jobs
   GET  /_fake/config   the settings (caller secrets not shown)
@@ -67,7 +70,7 @@ DEFAULTS = {
     "throttle_next": 0, "fail_5xx_next": 0, "job_outcome": "COMPLETED",
     "submitted_seconds": 0.5, "in_progress_seconds": 1.5,
     "datastore_status": "ACTIVE", "unknown_status_first": False,
-    "hold_start_seconds": 0.0,
+    "hold_start_seconds": 0.0, "refuse_start": None,
 }
 STATS0 = ("start_calls", "jobs_created", "describe_calls", "datastore_calls",
           "throttled", "failed_5xx", "bad_signatures", "unknown_callers",
@@ -361,6 +364,9 @@ class State:
                            " cannot assume role %s" % role)
         params = {k: v for k, v in req.items() if k != "ClientToken"}
         with self.lock:
+            if self.cfg["refuse_start"]:
+                raise ApiError("ValidationException",
+                               str(self.cfg["refuse_start"]))
             if self.cfg["datastore_status"] != "ACTIVE":
                 raise ApiError("ValidationException", "Datastore %s is not in "
                                "ACTIVE state" % ds)

@@ -168,6 +168,20 @@ class Moto:
         self.log.close()
 
 
+def s3_error(status, code, message, prefix=b"", **extra):
+    """An answer for Proxy.fail: S3's error document (rest-xml, aws.md
+    1.6), as S3 sends it with status (200 for an error found after
+    CompleteMultipartUpload's 200 OK, prefix then being the whitespace S3
+    sent meanwhile to keep the connection open).  extra: more elements,
+    such as UploadId for NoSuchUpload."""
+    more = "".join("<%s>%s</%s>" % (k, v, k) for k, v in extra.items())
+    body = ('<Error><Code>%s</Code><Message>%s</Message>%s'
+            '<RequestId>0123456789ABCDEF</RequestId>'
+            '<HostId>aG9zdGlkIG9mIHRoZSBmYWtlIFMzIGVycm9y</HostId></Error>'
+            % (code, message, more)).encode()
+    return status, b'<?xml version="1.0" encoding="UTF-8"?>\n' + prefix + body
+
+
 class Proxy:
     """A reverse proxy to moto that records every request and can hold
     matching ones back before forwarding (so a kill lands while S3 does not
@@ -177,7 +191,10 @@ class Proxy:
         self.records = []       # (method, path, query dict, status)
         self.hold = None        # predicate(method, path, query) -> seconds
         self.hold_answer = None  # the same, after S3 answered: the answer waits
-        self.fail = None        # predicate(method, path, query) -> status to answer
+        # predicate(method, path, query) -> status to answer, or
+        # (status, body) with an XML body such as s3_error() builds; the
+        # request is then not forwarded.
+        self.fail = None
         self.epoch = 0          # bumped by release(): held requests are dropped
         self.lock = threading.Lock()
         proxy = self
@@ -193,13 +210,19 @@ class Proxy:
                 q = parse_qs(u.query, keep_blank_values=True)
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                status = proxy.fail(self.command, u.path, q) if proxy.fail else 0
+                ans = proxy.fail(self.command, u.path, q) if proxy.fail else 0
+                status, data = ans if isinstance(ans, tuple) else (ans, b"")
                 if status:
                     with proxy.lock:
                         proxy.records.append((self.command, u.path, q, status))
                     self.send_response(status)
-                    self.send_header("Content-Length", "0")
+                    if data:
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("x-amz-request-id", "0123456789ABCDEF")
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
                     return
                 if proxy._held(proxy.hold, self.command, u.path, q):
                     # Its sender was killed meanwhile: S3 never gets it.

@@ -261,3 +261,46 @@ def test_empty_night_and_january_are_announced(env):
     check(jan["outcome"] == "SKIPPED" and "no current attribution" in jan["error_message"],
           "January: %s" % jan)
     check(msgs[third]["MessageAttributes"]["outcome"]["Value"] == "SKIPPED", "attribute")
+
+
+def test_start_import_validation_exception_fails_the_job(env):
+    """HealthLake refuses StartFHIRImportJob with a ValidationException
+    (400): not retried; the job FAILED with HealthLake's code and message;
+    no import; the failure announced once."""
+    moto, hl, _ = pipeline_env(env)
+    refusal = ("Datastore 0123456789abcdef0123456789abcdef is not in ACTIVE state")
+    hl.config(refuse_start=refusal)
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=60)
+    check(j["state"] == "FAILED", "state %s (%s)" % (j["state"], j["last_error"]))
+    want = "HealthLake refused StartFHIRImportJob (ValidationException): " + refusal
+    check(j["last_error"] == want, "last_error %r, expected %r" % (j["last_error"], want))
+    st = hl.stats()
+    check(st["start_calls"] == 1 and st["validation_errors"] == 1,
+          "StartFHIRImportJob sent %d times, refused %d: a ValidationException is not "
+          "retried" % (st["start_calls"], st["validation_errors"]))
+    check(st["jobs_created"] == 0, "imports created: %d" % st["jobs_created"])
+    msgs = _notifications(moto, 1)
+    check([json.loads(m["Message"])["outcome"] for m in msgs] == ["FAILED"],
+          "notifications: %s" % [m["Message"][:80] for m in msgs])
+
+
+def test_datastore_not_active_fails_the_job(env):
+    """The datastore is not ACTIVE (DescribeFHIRDatastore says CREATING):
+    the job FAILED, naming the datastore and its status, with no
+    StartFHIRImportJob sent."""
+    moto, hl, _ = pipeline_env(env)
+    hl.config(datastore_status="CREATING")
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=60)
+    check(j["state"] == "FAILED", "state %s (%s)" % (j["state"], j["last_error"]))
+    want = ("HealthLake datastore 0123456789abcdef0123456789abcdef is CREATING, "
+            "not ACTIVE")
+    check(j["last_error"] == want, "last_error %r, expected %r" % (j["last_error"], want))
+    st = hl.stats()
+    check(st["datastore_calls"] == 1, "DescribeFHIRDatastore calls: %d"
+          % st["datastore_calls"])
+    check(st["start_calls"] == 0 and st["jobs_created"] == 0,
+          "StartFHIRImportJob sent %d times" % st["start_calls"])

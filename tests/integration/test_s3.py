@@ -3,9 +3,12 @@ the user holding exactly packaging/iam-policy.json)."""
 import json
 import os
 import subprocess
+import threading
+import time
+from urllib.parse import unquote
 
 from harness import check, wait_for
-from awsenv import BUCKET, PREFIX, aws_env
+from awsenv import BUCKET, PREFIX, aws_env, s3_error
 
 
 def _keys(env, jid):
@@ -342,3 +345,269 @@ def test_cancel_aborts_open_multipart_upload(env):
     wait_for(lambda: moto.uploads_in_progress() == [], 30, "the upload to be aborted")
     aborts = [r for r in proxy.records if r[0] == "DELETE" and "uploadId" in r[2]]
     check(len(aborts) == 1 and aborts[0][3] == 204, "AbortMultipartUpload: %s" % aborts)
+
+
+# ---- S3 faults during an upload (tests/FAULTS.md, stage S3) ----------------
+
+MIB = 1024 * 1024
+SLOWDOWN = "Please reduce your request rate."
+INTERNAL = "We encountered an internal error. Please try again."
+NO_SUCH_UPLOAD = ("The specified upload does not exist. The upload ID may be invalid, "
+                  "or the upload may have been aborted or completed.")
+
+
+class _Inject:
+    """A Proxy.fail predicate: answers the first `times` requests that
+    match(method, path, query) with answer (a tuple, or a function of the
+    request giving one) instead of S3, after calling before(method, path,
+    query) if given.  seen: (monotonic time, answered here) of every
+    matching request, in order."""
+
+    def __init__(self, match, answer, times=1, before=None):
+        self.match, self.answer, self.left, self.before = match, answer, times, before
+        self.seen = []
+        self.lock = threading.Lock()
+
+    def __call__(self, m, p, q):
+        if not self.match(m, p, q):
+            return 0
+        with self.lock:
+            mine = self.left > 0
+            self.left -= mine
+            self.seen.append((time.monotonic(), mine))
+        if not mine:
+            return 0
+        if self.before:
+            self.before(m, p, q)
+        return self.answer(m, p, q) if callable(self.answer) else self.answer
+
+
+def _either(*preds):
+    return lambda m, p, q: next((a for a in (f(m, p, q) for f in preds) if a), 0)
+
+
+def _is_put(name):
+    return lambda m, p, q: m == "PUT" and "partNumber" not in q and p.endswith("/" + name)
+
+
+def _is_part(n):
+    return lambda m, p, q: m == "PUT" and q.get("partNumber") == [str(n)]
+
+
+def _is_complete(m, p, q):
+    return m == "POST" and "uploadId" in q
+
+
+def _mixed_upload(env):
+    """The default export with a ~9 MB EOB file: with multipart_threshold
+    5M it goes to S3 in two parts (8 MiB and the rest), Patient and
+    Coverage in one PUT each.  S3 behind a proxy; local copies kept."""
+    moto, _, _, proxy = aws_env(env, proxy=True, keep_local="yes",
+                                multipart_threshold="5M")
+    env.emu.config(generate={"ExplanationOfBenefit": 10000}, lines_per_file=10000)
+    return moto, proxy
+
+
+def _requests(proxy, pred):
+    """(query, status) of every request the proxy saw matching pred."""
+    with proxy.lock:
+        return [(q, st) for m, p, q, st in proxy.records if pred(m, p, q)]
+
+
+def _creates(proxy):
+    return _requests(proxy, lambda m, p, q: m == "POST" and "uploads" in q)
+
+
+def _check_upload_done(env, moto, jid, nparts=2):
+    """DONE's outcome in S3: every object byte-identical to the emulator's
+    files, the EOB object a multipart one of nparts parts, and no
+    multipart upload left open (ListMultipartUploads)."""
+    _check_objects(env, moto, jid)
+    j, base, _ = _keys(env, jid)
+    local = open(os.path.join(j["dir"], "ExplanationOfBenefit-1.ndjson"), "rb").read()
+    check(8 * MIB < len(local) <= 16 * MIB, "EOB file of %d bytes: not two 8 MiB parts"
+          % len(local))
+    key = base + "ExplanationOfBenefit-1.ndjson"
+    check(moto.get(key) == local, "the multipart object differs from the local file")
+    etag = moto.client("s3").head_object(Bucket=BUCKET, Key=key)["ETag"]
+    check(etag.endswith('-%d"' % nparts), "not a %d-part object: %s" % (nparts, etag))
+    check(moto.uploads_in_progress() == [], "multipart uploads left open: %s"
+          % moto.uploads_in_progress())
+
+
+def _retried_once(name, inj):
+    """inj answered once, and the request came again after a backoff."""
+    check([mine for _, mine in inj.seen] == [True, False],
+          "%s: expected the injected answer then one retry, saw %s" % (name, inj.seen))
+    gap = inj.seen[1][0] - inj.seen[0][0]
+    # retry_min = 1 s: the first retry waits 0.5 to 1 s (jitter).
+    check(gap >= 0.45, "%s retried after %.2f s: no backoff" % (name, gap))
+
+
+def _transient_error_is_retried(env, status, code, message):
+    moto, proxy = _mixed_upload(env)
+    put = _Inject(_is_put("Patient-1.ndjson"), s3_error(status, code, message))
+    part = _Inject(_is_part(2), s3_error(status, code, message))
+    proxy.fail = _either(put, part)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=60)
+    _retried_once("PutObject of Patient-1.ndjson", put)
+    _retried_once("UploadPart 2", part)
+    parts = sorted(proxy.parts())
+    check(parts == sorted([(1, 200), (2, status), (2, 200)]), "UploadPart answers: %s" % parts)
+    check(len(_creates(proxy)) == 1, "the multipart upload was started over: %s"
+          % _creates(proxy))
+    check(len(_requests(proxy, _is_complete)) == 1, "CompleteMultipartUpload count")
+    _check_upload_done(env, moto, jid)
+    log = env.log_text()
+    check(log.count("failed: %s: %s; retry 1 in" % (code, message)) == 2,
+          "the log should give each retry and S3's code:\n" + log[-3000:])
+
+
+def test_s3_503_slowdown_is_retried(env):
+    """503 SlowDown to a PutObject and to an UploadPart: each retried once
+    after a backoff, the same upload goes on, every object byte-identical,
+    DONE."""
+    _transient_error_is_retried(env, 503, "SlowDown", SLOWDOWN)
+
+
+def test_s3_500_internal_error_is_retried(env):
+    """500 InternalError to a PutObject and to an UploadPart: as 503."""
+    _transient_error_is_retried(env, 500, "InternalError", INTERNAL)
+
+
+def _lifecycle_abort(moto):
+    """A `before` hook doing what an AbortIncompleteMultipartUpload rule
+    does: the request's upload is aborted in S3 (moto itself answers
+    500, not NoSuchUpload, to a part or a completion of an unknown upload,
+    so the answer is injected)."""
+    s3 = moto.client("s3")
+
+    def abort(m, p, q):
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=unquote(p.split("/", 2)[2]),
+                                  UploadId=q["uploadId"][0])
+    return abort
+
+
+def _no_such_upload(m, p, q):
+    return s3_error(404, "NoSuchUpload", NO_SUCH_UPLOAD, UploadId=q["uploadId"][0])
+
+
+def _upload_vanishes(env, match):
+    """The upload is aborted behind bcdad's back when match() comes, and
+    S3 answers NoSuchUpload: bcdad starts it over (a second
+    CreateMultipartUpload, every part sent again under the new id) and the
+    job ends DONE with nothing left open.  Returns the proxy."""
+    moto, proxy = _mixed_upload(env)
+    inj = _Inject(match, _no_such_upload, before=_lifecycle_abort(moto))
+    proxy.fail = inj
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=60)
+    check(inj.seen and inj.seen[0][1], "the fault was never injected")
+    creates = _creates(proxy)
+    check([st for _, st in creates] == [200, 200],
+          "CreateMultipartUpload should be sent again once: %s" % creates)
+    completes = _requests(proxy, _is_complete)
+    check(completes and completes[-1][1] == 200, "no CompleteMultipartUpload: %s" % completes)
+    ok = [q["uploadId"][0] for q, st in completes if st == 200]
+    gone = [q["uploadId"][0] for q, st in _requests(proxy, lambda m, p, q: True)
+            if st == 404]
+    check(len(ok) == 1 and len(gone) == 1 and ok[0] != gone[0],
+          "completed %s, vanished %s: the new upload should be completed" % (ok, gone))
+    new_parts = sorted(int(q["partNumber"][0]) for q, st in _requests(
+        proxy, lambda m, p, q: m == "PUT" and q.get("uploadId") == [ok[0]]) if st == 200)
+    check(new_parts == [1, 2], "parts of the new upload: %s" % new_parts)
+    check("S3 no longer knows the upload of" in env.log_text(), "the log should say so")
+    _check_upload_done(env, moto, jid)
+    return proxy
+
+
+def test_s3_no_such_upload_on_part_starts_over(env):
+    """The upload vanishes (a lifecycle rule) after part 1: part 2 hears
+    NoSuchUpload; the upload is started over and completes; DONE."""
+    proxy = _upload_vanishes(env, _is_part(2))
+    check(sorted(proxy.parts()) == [(1, 200), (1, 200), (2, 200), (2, 404)],
+          "UploadPart answers: %s" % sorted(proxy.parts()))
+
+
+def test_s3_no_such_upload_on_complete_starts_over(env):
+    """The upload vanishes before CompleteMultipartUpload: NoSuchUpload;
+    the upload is started over and completes; DONE."""
+    proxy = _upload_vanishes(env, _is_complete)
+    check([st for _, st in _requests(proxy, _is_complete)] == [404, 200],
+          "CompleteMultipartUpload answers")
+    check(sorted(proxy.parts()) == [(1, 200), (1, 200), (2, 200), (2, 200)],
+          "UploadPart answers: %s" % sorted(proxy.parts()))
+
+
+def test_s3_200_with_error_on_complete_is_retried(env):
+    """CompleteMultipartUpload answers 200 OK whose body is an <Error>
+    (InternalError after S3's keep-alive whitespace, as the S3 API
+    reference describes): not taken for success; the completion is
+    retried after a backoff, the same upload completes; DONE."""
+    moto, proxy = _mixed_upload(env)
+    inj = _Inject(_is_complete, s3_error(200, "InternalError", INTERNAL,
+                                         prefix=b" \n" * 3))
+    proxy.fail = inj
+    env.start()
+    jid = env.run()
+    env.wait_done(jid, timeout=60)
+    _retried_once("CompleteMultipartUpload", inj)
+    completes = _requests(proxy, _is_complete)
+    check(len(completes) == 2 and completes[0][0] == completes[1][0],
+          "the same upload should be completed again: %s" % completes)
+    check(len(_creates(proxy)) == 1, "the upload was started over")
+    check(sorted(proxy.parts()) == [(1, 200), (2, 200)], "parts sent again")
+    check("failed: InternalError: %s; retry 1 in" % INTERNAL in env.log_text(),
+          "the log should name the error in the 200 OK")
+    _check_upload_done(env, moto, jid)
+
+
+def test_s3_no_such_upload_without_end_fails(env):
+    """S3 loses every upload of the key (each first UploadPart hears
+    NoSuchUpload): the upload is started over 3 times, not more, then
+    the job FAILED, naming UploadPart and NoSuchUpload; the local file
+    kept; nothing left open in S3."""
+    moto, proxy = _mixed_upload(env)
+    proxy.fail = _Inject(_is_part(1), _no_such_upload, times=10 ** 6,
+                         before=_lifecycle_abort(moto))
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=30)
+    check(j["state"] == "FAILED", "state %s (%s)" % (j["state"], j["last_error"]))
+    e = j["last_error"]
+    check("(UploadPart)" in e and "NoSuchUpload" in e and "ExplanationOfBenefit-1" in e,
+          "last_error should name the upload's own failure: %s" % e)
+    check(len(_creates(proxy)) == 4, "CreateMultipartUpload sent %d times: the upload "
+          "should start over 3 times" % len(_creates(proxy)))
+    log = env.log_text()
+    check(log.count("S3 no longer knows the upload of") == 3, "restarts logged: %d"
+          % log.count("S3 no longer knows the upload of"))
+    check("left in S3" not in log, "a vanished upload reported as left in S3")
+    check(moto.uploads_in_progress() == [], "multipart uploads left open")
+    check(os.path.exists(os.path.join(j["dir"], "ExplanationOfBenefit-1.ndjson")),
+          "the local file is gone")
+
+
+def test_s3_failed_abort_keeps_the_cause(env):
+    """UploadPart is refused (403 AccessDenied: the policy changed during
+    the upload), and so is the AbortMultipartUpload that follows: the job
+    FAILED naming UploadPart, the upload's own failure, not the abort's;
+    the abort's failure is logged."""
+    moto, proxy = _mixed_upload(env)
+    denied = s3_error(403, "AccessDenied", "Access Denied")
+    proxy.fail = _either(_Inject(_is_part(2), denied),
+                         _Inject(lambda m, p, q: m == "DELETE" and "uploadId" in q, denied,
+                                 times=10 ** 6))
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid, timeout=30)
+    check(j["state"] == "FAILED", "state %s (%s)" % (j["state"], j["last_error"]))
+    e = j["last_error"]
+    check("s3:PutObject (UploadPart)" in e and "AbortMultipartUpload" not in e,
+          "last_error should name UploadPart, not the abort: %s" % e)
+    aborts = _requests(proxy, lambda m, p, q: m == "DELETE" and "uploadId" in q)
+    check(aborts and aborts[0][1] == 403, "no AbortMultipartUpload tried: %s" % aborts)
+    check("s3:AbortMultipartUpload" in env.log_text(), "the abort's failure is not logged")
