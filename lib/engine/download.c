@@ -208,7 +208,8 @@ dl_done(struct http_req *r, void *arg)
 	struct ejob *j = d->job;
 	const struct http_resp *resp = http_req_resp(r);
 	char what[300];
-	int rc;
+	size_t idx;
+	int rc, err;
 
 	if (resp->result == CURLE_OK && resp->status == 200) {
 		d->committing = 1;
@@ -223,13 +224,22 @@ dl_done(struct http_req *r, void *arg)
 		return;
 	}
 	fetch_abort(d->fetch);
-	if (shortage(resp->sink_error)) {
-		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
-		starved(j, d->idx, shortage(resp->sink_error), what);
-	} else if (shortage(-resp->socket_errno)) {
-		snprintf(what, sizeof(what), "cannot open a socket: %s",
-		    strerror(resp->socket_errno));
-		starved(j, d->idx, resp->socket_errno, what);
+	if ((err = shortage(resp->sink_error)) != 0 ||
+	    (err = shortage(-resp->socket_errno)) != 0) {
+		if (resp->sink_error != 0)
+			snprintf(what, sizeof(what), "%s",
+			    fetch_error(d->fetch));
+		else
+			snprintf(what, sizeof(what), "cannot open a socket: "
+			    "%s", strerror(err));
+		/*
+		 * Freed first: past retry_budget starved() fails the job,
+		 * which cancels the transfers it still holds.
+		 */
+		idx = d->idx;
+		ej_dl_free(d);
+		starved(j, idx, err, what);
+		return;
 	} else if (resp->sink_error != 0) {
 		/* Ours: the body failed to decode or validate, or disk. */
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));

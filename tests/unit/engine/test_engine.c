@@ -61,6 +61,7 @@ static int early_404;		/* BCDA expired the job before its time */
 static int no_socket;		/* so many data requests find no descriptor */
 static int hold_imds;		/* the instance metadata service hangs */
 static const char *world_extra;	/* more configuration, after the profile */
+static const char *world_daemon; /* more of [daemon] */
 
 static int
 bcda(const char *method, const char *url, struct fake_answer *a)
@@ -155,10 +156,11 @@ world_new(struct world *w)
 	close(fd);
 	snprintf(conf, sizeof(conf), "[daemon]\nstate_dir = %s\n"
 	    "runtime_dir = %s\nstorage_dir = %s/out\npoll_min = 1\n"
-	    "poll_max = 1\nretry_min = 1\nretry_max = 1\n"
+	    "poll_max = 1\nretry_min = 1\nretry_max = 1\n%s"
 	    "[profile A9994]\nbase_url = " BASE "\napi_version = v2\n"
 	    "client_id = A9994\nclient_secret_file = %s\n%s", w->dir, w->dir,
-	    w->dir, path, world_extra ? world_extra : "");
+	    w->dir, world_daemon ? world_daemon : "", path,
+	    world_extra ? world_extra : "");
 	snprintf(path, sizeof(path), "%s/bcdad.conf", w->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, conf, strlen(conf)) != (ssize_t)strlen(conf))
@@ -703,6 +705,30 @@ T_TEST(t_cancel_during_a_credential_wait)
 	world_free(&w);
 }
 
+/*
+ * No descriptor for longer than retry_budget: the job fails, saying so,
+ * instead of waiting for ever.
+ */
+T_TEST(t_out_of_descriptors_past_the_budget)
+{
+	struct world w;
+	struct job_row row;
+	int64_t id;
+
+	world_daemon = "retry_budget = 2\n";
+	world_new(&w);
+	world_daemon = NULL;
+	no_socket = 1000;
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_FAILED), JOB_FAILED);
+	T_EQ_INT(store_job_get(w.st, id, &row), 0);
+	T_ASSERT(row.last_error != NULL && strstr(row.last_error,
+	    "out of file descriptors for 2 s, the retry_budget") != NULL);
+	job_row_clear(&row);
+	T_EQ_INT(query_int(&w, "SELECT max(attempts) FROM files"), 0);
+	world_free(&w);
+}
+
 T_MAIN("engine",
     T_CASE(t_whole_job),
     T_CASE(t_cancel_unanswered_kickoff),
@@ -715,6 +741,7 @@ T_MAIN("engine",
     T_CASE(t_lost_kickoff_past_its_grace_is_sent_again),
     T_CASE(t_file_404_rechecks_the_job),
     T_CASE(t_out_of_descriptors),
+    T_CASE(t_out_of_descriptors_past_the_budget),
     T_CASE(t_clock_back_during_the_kickoff_grace),
     T_CASE(t_clock_jumps_mid_export),
     T_CASE(t_cancel_during_a_commit),
