@@ -137,12 +137,26 @@ DEFAULT_SETTINGS = {
     "time_offset": "Z",         # the API server's time.Local offset, in which it prints
                                 # the transactionTime read back from Postgres
     "file_401_delay": 0,    # every file_401 answer but the first comes this late
+    # bcda/auth/api.go GetAuthToken: the token 429's Retry-After is BCDA's
+    # MinutesToSeconds(SSAS_RATE_LIMIT_DURATION_MINUTES) (utils/common.go: a
+    # multiple of 60; 300 when unset or not a positive number).  Tests shorten
+    # it the way pending_seconds and job_seconds shorten a job.
+    "token_429_retry_after": 300,
     # one-shot counters, decremented as consumed
     "token_fail": 0, "token_503": 0, "token_429": 0, "kickoff_429": 0,
     "api_401": 0, "poll_5xx": 0, "poll_500": 0, "kickoff_500": 0, "auth_500": 0,
     "file_404": 0, "file_500": 0, "file_401": 0,
     # flags
     "foreign_file": False, "truncate_gzip": False, "corrupt_gzip": False,
+    # The first N copies of each file (gzip path only) are a gzip stream cut
+    # in half, followed by ServeData's empty member and a clean chunked end:
+    # a stored file truncated on EFS (bcdaworker/worker/worker.go
+    # compressFiles defers gzipWriter.Close() and drops its error, so a
+    # failed final flush leaves a short file and the job still completes).
+    # A big N is BCDA's case: the stored file does not change, so every copy
+    # is short.  N = 1 (whole from the second copy on) is not in BCDA's code;
+    # it stands for a one-off fault between BCDA and bcdad.
+    "short_gzip": 0,
     "wrong_type": False, "expires_in_number": False,
     # attribution (requests.go bulkRequest kick-off 404s)
     "attribution_current": True,    # False: /Patient and /Group/all 404 (January)
@@ -499,6 +513,7 @@ class Job:
         self.files = []                 # EmuFile list once built
         self.built = threading.Event()
         self.served_once = set()        # file names whose fault (truncate/corrupt) was used
+        self.short_served = {}          # file name -> copies served cut short
         self.tt_string = None           # manifest transactionTime
         self.tt_ns = None               # _lastUpdated upper bound for adjudicated types
         self.loads = []                 # the BFD loads that existed at kickoff
@@ -541,7 +556,8 @@ class EmuState:
             self.stats = {"token_requests": 0, "token_ok": 0, "kickoffs": 0,
                           "kickoff_attempts": 0, "kickoff_urls": [], "polls": 0,
                           "deletes": 0, "jobs_list_requests": 0,
-                          "downloads_started": {}, "downloads_completed": {},
+                          "data_requests": {}, "downloads_started": {},
+                          "downloads_completed": {},
                           "foreign_auth_seen": 0, "foreign_requests": 0,
                           "bad_auth": 0, "requests": 0, "waf_blocked": 0,
                           "downloads_in_flight": 0, "downloads_in_flight_max": 0}
@@ -1176,7 +1192,7 @@ class Handler(BaseHTTPRequestHandler):
             # the ACO's CMS id (here the client id).
             return self.http_error(429, "%s exceeded the rate limit for /auth/token. Access "
                                    "tokens last 20 minutes; please cache and reuse them." % cid,
-                                   {"Retry-After": "300"})
+                                   {"Retry-After": str(int(st.get("token_429_retry_after")))})
         with st.lock:
             ok = st.clients.get(cid) == secret
         if st.take("token_fail") or not ok:
@@ -1558,6 +1574,7 @@ class Handler(BaseHTTPRequestHandler):
         if job.client != client:
             st.count("bad_auth")
             return self.oo_outcome(401, "")
+        st.count_path("data_requests", self.path_only)   # answered with a file or not
         # ServeData: http.Error(404/500) when the job dir or file is missing.
         if st.take("file_404"):
             return self.http_error(404, "Not Found")
@@ -1581,6 +1598,9 @@ class Handler(BaseHTTPRequestHandler):
             corrupt = bool(s["corrupt_gzip"]) and fresh and use_gzip
             if truncate or corrupt:
                 job.served_once.add(f.name)
+            short = use_gzip and job.short_served.get(f.name, 0) < int(s["short_gzip"] or 0)
+            if short:
+                job.short_served[f.name] = job.short_served.get(f.name, 0) + 1
             rate = float(s["download_rate"] or 0)
         st.count_path("downloads_started", f.path)
         headers = {"Content-Type": "application/fhir+ndjson"}
@@ -1590,6 +1610,8 @@ class Handler(BaseHTTPRequestHandler):
                 b = bytearray(data)
                 b[10] |= 0x06
                 data = bytes(b)
+            if short:                            # the stored file ends mid-stream
+                data = data[:len(data) // 2]
             pieces, total = [data, EMPTY_GZIP_MEMBER], len(data) + len(EMPTY_GZIP_MEMBER)
             headers["Content-Encoding"] = "gzip"
         else:

@@ -3,7 +3,8 @@
 Every test switches on one behaviour of the real server (reference/bcda.md)
 in the emulator and checks, from the emulator's counters, the job's state,
 last_error, history and files, that the daemon handled it.  No assertion
-depends on how long anything took.
+depends on how long anything took, except where the wait is the outcome
+(a token 429's Retry-After obeyed).
 """
 import functools
 import json
@@ -111,6 +112,29 @@ def test_token_503_retry_after(env):
 
 
 @clean_exit
+def test_token_429_waits_retry_after(env):
+    # SSAS limits /auth/token per ACO (TokenRateLimitMiddleware); BCDA answers
+    # 429 with Retry-After = SSAS_RATE_LIMIT_DURATION_MINUTES * 60, 300 s by
+    # default, 4 s here.  Without the header the next try would come within
+    # retry_min (1 s), so the gap between the two token requests shows it.
+    env.emu.config(token_429=1, token_429_retry_after=4)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    st = env.emu.stats()
+    check(st["token_requests"] == 2 and st["token_ok"] == 1,
+          "token requests %d, tokens %d" % (st["token_requests"], st["token_ok"]))
+    check(st["kickoff_attempts"] == 1 and st["kickoffs"] == 1,
+          "kickoffs %d/%d" % (st["kickoff_attempts"], st["kickoffs"]))
+    # The first two requests to BCDA are the two token requests.
+    t = env.emu.get("/_emu/requests")["times"]
+    check(3.9 <= t[1] - t[0] < 10, "second token request %.1f s after the 429, "
+          "Retry-After 4" % (t[1] - t[0]))
+    check("token endpoint answered 429" in env.log_text(), "the 429 is not in the log")
+    env.check_export_matches(jid)
+
+
+@clean_exit
 def test_token_wrong_secret(env):
     wrong = "wrong-secret-3f9a0c"
     with open(env.secret_file, "w") as f:
@@ -160,6 +184,27 @@ def test_401_while_polling(env):
     check(st["token_requests"] == 2, "token_requests %d, expected 2" % st["token_requests"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
     check("getting a new token" in env.log_text(), "no re-auth in the log")
+    env.check_export_matches(jid)
+
+
+@clean_exit
+def test_401_at_kickoff(env):
+    # The first request carrying a token is the kickoff: its token is refused
+    # once ("Expired Token").  One new token, the kickoff sent again.
+    env.emu.config(api_401=1)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    st = env.emu.stats()
+    check(st["bad_auth"] == 1, "the 401 was not served (bad_auth %d)" % st["bad_auth"])
+    check(st["token_requests"] == 2 and st["token_ok"] == 2,
+          "token requests %d, tokens %d, expected 2 and 2" % (st["token_requests"], st["token_ok"]))
+    # Two kickoffs sent, one BCDA job: the refused one was the kickoff.
+    check(st["kickoff_attempts"] == 2, "kickoff attempts %d" % st["kickoff_attempts"])
+    check(st["kickoffs"] == 1 and len(env.emu.jobs()) == 1, "BCDA jobs %d" % st["kickoffs"])
+    check(len(set(st["kickoff_urls"])) == 1, "kickoff URLs differ: %s" % st["kickoff_urls"])
+    check(st["jobs_list_requests"] <= 1, "jobs list requests %d" % st["jobs_list_requests"])
+    check("BCDA answered 401; getting a new token" in env.log_text(), "no re-auth in the log")
     env.check_export_matches(jid)
 
 
@@ -221,6 +266,26 @@ def test_kickoff_429_retry_after(env):
 @clean_exit
 def test_kickoff_429_no_retry_after(env):
     _kickoff_429(env, None)
+
+
+@clean_exit
+def test_kickoff_timeout_finds_its_job(env):
+    # BCDA creates the job, then answers after bcdad gave up on the request
+    # (low_speed_time 1 s, the answer 4 s late).  The job is BCDA's already:
+    # bcdad must find it in /jobs and poll it, not start a second one.
+    env.write_config(daemon_extra="low_speed_time = 1")
+    env.emu.config(kickoff_delay=4)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    st = env.emu.stats()
+    check(st["kickoff_attempts"] == 1, "kickoff attempts %d" % st["kickoff_attempts"])
+    check(st["kickoffs"] == 1 and len(env.emu.jobs()) == 1, "BCDA jobs %d" % st["kickoffs"])
+    check(st["jobs_list_requests"] >= 1, "BCDA's job list was not read")
+    check("kickoff failed" in env.log_text(), "the timeout is not in the log")
+    check(_history_has(env, jid, KICKOFF, POLL, ("found",)),
+          "no KICKOFF -> POLL row for the found job: %s" % env.history(jid))
+    env.check_export_matches(jid)
 
 
 # ---- 7: X-Progress --------------------------------------------------------------
@@ -364,6 +429,26 @@ def test_files_expire_while_downloading(env):
     env.check_export_matches(jid)
 
 
+@clean_exit
+def test_file_404_job_still_there(env):
+    # ServeData's 404 (http.Error "Not Found") for one file while BCDA still
+    # has the job: the job's status is read again, then the file retried.
+    env.emu.config(file_404=1)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    st = env.emu.stats()
+    asked = sorted(st["data_requests"].values())
+    check(asked == [1, 1, 2], "requests per file: %s" % st["data_requests"])
+    check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
+    log = env.log_text()
+    check("HTTP 404" in log, "the 404 is not in the log")
+    check("BCDA still has the job" in log, "the job's status was not read again")
+    for path, n in st["downloads_completed"].items():
+        check(n == 1, "%s completed %d times" % (path, n))
+    env.check_export_matches(jid)
+
+
 # ---- 11: gzip ----------------------------------------------------------------------
 
 @clean_exit
@@ -402,6 +487,55 @@ def test_gzip_truncated(env):
 @clean_exit
 def test_gzip_corrupt(env):
     _broken_gzip(env, "corrupt_gzip")
+
+
+@clean_exit
+def test_gzip_short_once(env):
+    # The first copy of each file is a gzip stream cut in half, in a complete
+    # response (chunked end, ServeData's empty member after it): a content
+    # error, not a transport one.  The second copy is whole.
+    env.emu.config(short_gzip=1)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    st = env.emu.stats()
+    check(len(st["downloads_started"]) == 3, "files: %s" % st["downloads_started"])
+    for path, n in st["downloads_started"].items():
+        check(n == 2 and st["downloads_completed"].get(path) == 2,
+              "%s requested %d times, sent whole %s times, expected 2 and 2"
+              % (path, n, st["downloads_completed"].get(path)))
+    check(env.log_text().count("gzip data cut short; retry 1 in") == 3,
+          "three short files not reported and retried once each")
+    check("transfer closed" not in env.log_text(), "taken for a transport error")
+    env.check_export_matches(jid)
+
+
+@clean_exit
+def test_gzip_short_always(env):
+    # A file stored short on BCDA's side comes cut every time: after
+    # FILE_ATTEMPTS (5) content errors the job fails, naming the file.
+    env.write_config(profile_extra="resource_types = Patient")
+    with open(env.conf) as f:
+        text = f.read()
+    check("retry_max = 2" in text, "config layout changed: " + text)
+    with open(env.conf, "w") as f:             # four waits of at most 1 s
+        f.write(text.replace("retry_max = 2", "retry_max = 1"))
+    env.emu.config(short_gzip=99)
+    env.start()
+    jid = env.run()
+    j = env.wait_terminal(jid)
+    check(j["state"] == "FAILED", "state %s (%s)" % (j["state"], j["last_error"]))
+    err = j["last_error"] or ""
+    check("Patient-1.ndjson" in err and "gzip data cut short" in err, "last_error: " + err)
+    st = env.emu.stats()
+    (path,) = st["downloads_started"]
+    check(st["downloads_started"][path] == 5 and st["downloads_completed"][path] == 5,
+          "requested %d times, sent whole %d times, expected 5"
+          % (st["downloads_started"][path], st["downloads_completed"][path]))
+    check(env.files_done(jid) == [], "a short file was taken: %s" % env.files_done(jid))
+    d = os.path.join(env.out, env.profile)
+    kept = [p for _, _, fs in os.walk(d) for p in fs if p.endswith((".part", "Patient-1.ndjson"))]
+    check(not kept, "the short file or its .part was kept: %s" % kept)
 
 
 # ---- 12: wrong resourceType ------------------------------------------------------
