@@ -315,8 +315,8 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		j->row.kickoffs++;
 		j->row.progress = -1;
 		j->dup429 = 0;
-		ej_enter(j, JOB_POLL, "found the BCDA job started before a "
-		    "restart", 0);
+		ej_enter(j, JOB_POLL, "found the BCDA job of the kickoff "
+		    "whose answer was lost", 0);
 		return;
 	}
 	if (resp->result == CURLE_OK && resp->status < 500 &&

@@ -283,6 +283,8 @@ token_outage_over(const struct ptoken *pt)
 	    (uint64_t)e->cfg->retry_budget * 1000;
 }
 
+#define TOKEN_WAIT	"waiting for a BCDA token: "
+
 /*
  * Returns 1 when the profile has a valid token.  Otherwise starts (or
  * joins) a token request, parks the job until it ends, and returns 0;
@@ -304,6 +306,14 @@ need_token(struct ejob *j)
 		if (pt->error[0] != '\0' && ej_now(e) < pt->retry_at) {
 			if (pt->rejected || token_outage_over(pt))
 				return -1;
+			/* Said once per wait, so that status shows it. */
+			if (j->row.last_error == NULL || strncmp(
+			    j->row.last_error, TOKEN_WAIT, strlen(TOKEN_WAIT))) {
+				ej_set_error(j, TOKEN_WAIT "%s; next try in %llu s",
+				    pt->error, (unsigned long long)
+				    (pt->retry_at - ej_now(e) + 999) / 1000);
+				ej_save(j);
+			}
 			j->next_at = pt->retry_at;
 			engine_arm(e);
 			return 0;

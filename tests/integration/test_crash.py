@@ -46,7 +46,7 @@ def test_kill_in_kickoff(env):
     check(_state(env, jid) == 2, "job should be in KICKOFF")
     env.kill9()
     _finish_and_check(env, jid)
-    check(any("restart" in h[2] for h in env.history(jid)),
+    check(any("found the BCDA job" in h[2] for h in env.history(jid)),
           "history should say the BCDA job was found again: %s" % env.history(jid))
 
 

@@ -120,6 +120,9 @@ def test_token_429_waits_retry_after(env):
     env.emu.config(token_429=1, token_429_retry_after=4)
     env.start()
     jid = env.run()
+    j = wait_for(lambda: (lambda r: r if "waiting for a BCDA token" in (r["last_error"] or "")
+                          else None)(env.job(jid)), 4, "status to say it waits for a token")
+    check("429" in j["last_error"] and j["state"] == "TOKEN", "status: %r" % j)
     env.wait_done(jid)
     st = env.emu.stats()
     check(st["token_requests"] == 2 and st["token_ok"] == 1,
