@@ -12,6 +12,9 @@ BINDIR   ?= $(PREFIX)/bin
 MANDIR   ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+DOCDIR   ?= $(PREFIX)/share/doc/bcdad
 DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 
@@ -21,7 +24,8 @@ DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libinih-dev libexpat1-dev python3 python3-botocore awscli sqlite3 curl \
 	   python3-prometheus-client \
 	   clang libclang-rt-dev \
-	   systemd
+	   systemd \
+	   dpkg-dev debhelper lintian rpm
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan
@@ -37,12 +41,12 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wpointer-arith -Wundef -Wwrite-strings -Wimplicit-fallthrough
 CFLAGS  ?= -O2 -g
 VERSION  = 0.1.0
-CFLAGS  += -std=c11 -D_GNU_SOURCE -DBCDAD_VERSION=\"$(VERSION)\" -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+override CFLAGS += -std=c11 -D_GNU_SOURCE -DBCDAD_VERSION=\"$(VERSION)\" -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
 	   -fPIE $(WARN) $(SANFLAGS) -Ilib -I$(BUILD)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm
+override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
+override LDLIBS += $(PKG_LIBS) -lm
 
 # lib/ has one folder per concern (see ARCHITECTURE.md); headers are
 # included as "folder/name.h" across folders.
@@ -58,7 +62,7 @@ SCHEMA   = $(sort $(wildcard schema/*.sql))
 BIN      = $(BUILD)/bcdad
 
 .PHONY: all check unit integration demo bench install clean deps check-deps \
-	fuzz fuzz-lib crashtest
+	fuzz fuzz-lib crashtest dist deb rpm
 
 all: check-deps $(BIN) bin/bcdad
 
@@ -183,15 +187,51 @@ deps:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/bcdad \
-		$(DESTDIR)$(UNITDIR)
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bcdad
 	install -m 0644 daemon/bcdad.8 $(DESTDIR)$(MANDIR)/man8/bcdad.8
 	install -m 0644 lib/config/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
-	install -m 0640 packaging/bcdad.conf.example \
+	install -m 0644 packaging/bcdad.conf.example \
 		$(DESTDIR)$(SYSCONFDIR)/bcdad/bcdad.conf.example
+	install -m 0644 systemd/bcdad.sysusers $(DESTDIR)$(SYSUSERSDIR)/bcdad.conf
+	install -m 0644 systemd/bcdad.tmpfiles $(DESTDIR)$(TMPFILESDIR)/bcdad.conf
+	install -m 0644 README.md packaging/iam-policy.json $(DESTDIR)$(DOCDIR)
 	for u in systemd/*.service systemd/*.socket systemd/*.timer; do \
 		sed 's|/usr/bin/bcdad|$(BINDIR)/bcdad|g' $$u > $(DESTDIR)$(UNITDIR)/$${u#systemd/} && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#systemd/} || exit 1; done
+
+# The release tarball: the tracked files (every file, without git), with
+# fixed owners, order and times.  Packages build from it alone: make deb
+# (packaging/debian as its debian/) and make rpm (packaging/rpm/bcdad.spec);
+# DEB_BUILD_OPTIONS=nocheck and RPM_OPTS=--without=check skip make check.
+DIST = build/bcdad-$(VERSION).tar.gz
+
+dist:
+	@mkdir -p build
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files; else find . \( -path ./build -o -path ./bin -o \
+	  -name __pycache__ -o -name '*.part' \) -prune -o -type f -print | \
+	  sed 's|^\./||'; fi | LC_ALL=C sort > build/dist.list
+	tar --create --gzip --file $(DIST) --files-from build/dist.list \
+	  --transform 's|^|bcdad-$(VERSION)/|' --owner=0 --group=0 \
+	  --numeric-owner --mtime=2026-01-01 --mode=u+w,go-w
+	@echo $(DIST)
+
+deb: dist
+	rm -rf build/deb && mkdir -p build/deb
+	tar -xzf $(DIST) -C build/deb
+	cp -r build/deb/bcdad-$(VERSION)/packaging/debian \
+	  build/deb/bcdad-$(VERSION)/debian
+	cd build/deb/bcdad-$(VERSION) && dpkg-buildpackage -b -us -uc
+	@ls build/deb/*.deb
+
+rpm: dist
+	rm -rf build/rpm && mkdir -p build/rpm/SOURCES
+	cp $(DIST) build/rpm/SOURCES/
+	rpmbuild -bb --define "_topdir $(CURDIR)/build/rpm" $(RPM_OPTS) \
+	  packaging/rpm/bcdad.spec
+	@ls build/rpm/RPMS/*/*.rpm
 
 clean:
 	rm -rf build bin
