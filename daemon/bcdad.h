@@ -60,7 +60,16 @@ json_t	*status_job_detail(struct engine *, int64_t id);
 json_t	*status_profiles(struct engine *);
 char	*status_metrics(struct engine *);
 
-/* doctor.c */
-int	doctor_main(const struct config *, const char *sock);
+/* doctor.c, doctor_net.c */
+struct doctor {
+	int	failed;
+};
+
+int	doctor_main(const struct config *, const char *sock,
+	    const char *profile);
+void	doctor_line(struct doctor *, int ok, const char *what,
+	    const char *fix);
+void	doctor_net(struct doctor *, const struct config *,
+	    const struct profile *only);
 
 #endif

@@ -28,7 +28,7 @@ usage(FILE *f)
 "       bcdad [-c file] [-s socket] cancel JOB\n"
 "       bcdad [-c file] [-s socket] retry JOB [--wait]\n"
 "       bcdad [-c file] [-s socket] history JOB [--json]\n"
-"       bcdad [-c file] [-s socket] doctor\n"
+"       bcdad [-c file] [-s socket] doctor [PROFILE]\n"
 "\n"
 "Exports Medicare claims from CMS BCDA (FHIR Bulk Data) and keeps each\n"
 "export job's state in SQLite so that it resumes after any restart.\n"
@@ -54,7 +54,11 @@ usage(FILE *f)
 "             attempts renewed; --wait as for run\n"
 "  history    JOB's every change of state with its reason, and its files\n"
 "  doctor     check the configuration, secrets, directories, free space,\n"
-"             the daemon and credential expiry; exits 1 if any check fails\n"
+"             BCDA (reachable, a token, attribution_status), AWS (credentials\n"
+"             and their source, a test object in the bucket with its KMS key,\n"
+"             the HealthLake datastore ACTIVE, the SNS topic), the daemon and\n"
+"             credential expiry, for every profile or PROFILE; exits 1 if any\n"
+"             check fails\n"
 "\n"
 "See bcdad(8) and bcdad.conf(5).\n");
 }
@@ -124,7 +128,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 		if (strcmp(argv[0], "doctor") == 0)
-			rc = argc == 1 ? doctor_main(c, sock) : 2;
+			rc = argc <= 2 ? doctor_main(c, sock, argv[1]) : 2;
 		else
 			rc = client_main(sock, argc, argv);
 		free(path);

@@ -28,41 +28,19 @@
 #include "awscreds_int.h"
 #include "util/iso8601.h"
 #include "util/log.h"
+#include "util/wipe.h"
 
 /* ---------------------------------------------------------------- */
 /* Small helpers                                                    */
 /* ---------------------------------------------------------------- */
 
-void
-ac_wipe_free(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 static void
 creds_clear(struct aws_creds *c)
 {
-	ac_wipe_free(c->access_key_id);
-	ac_wipe_free(c->secret_access_key);
-	ac_wipe_free(c->session_token);
+	wipe_free(c->access_key_id);
+	wipe_free(c->secret_access_key);
+	wipe_free(c->session_token);
 	memset(c, 0, sizeof(*c));
-}
-
-/* Frees a finished request, wiping its response body (credentials). */
-void
-ac_req_free(struct http_req *r)
-{
-	const struct http_resp *resp;
-
-	if (r == NULL)
-		return;
-	resp = http_req_resp(r);
-	if (resp->body != NULL)
-		explicit_bzero(resp->body, resp->body_len);
-	http_req_free(r);
 }
 
 const char *
@@ -508,7 +486,7 @@ awscreds_free(struct awscreds *ac)
 		return;
 	if (ac->req != NULL) {
 		http_cancel(ac->http, ac->req);
-		ac_req_free(ac->req);
+		http_req_wipe_free(ac->req);
 	}
 	ac_imds_call_free(ac, &ac->imds);
 	ac_imds_call_free(ac, &ac->rimds);

@@ -12,6 +12,7 @@
 
 #include "awscreds_int.h"
 #include "util/log.h"
+#include "util/wipe.h"
 
 #define IMDS_DEFAULT_ENDPOINT	"http://169.254.169.254"
 #define IMDS_TOKEN_TTL		21600
@@ -41,7 +42,7 @@ imds_endpoint(void)
 void
 ac_imds_token_drop(struct awscreds *ac)
 {
-	ac_wipe_free(ac->imds_token);
+	wipe_free(ac->imds_token);
 	free(ac->imds_token_ep);
 	ac->imds_token = ac->imds_token_ep = NULL;
 	ac->imds_token_exp = 0;
@@ -54,7 +55,7 @@ imds_end(struct imds_call *c, struct http_req *r, const char *body,
 {
 	c->req = NULL;
 	c->done(c, body, error);
-	ac_req_free(r);
+	http_req_wipe_free(r);
 }
 
 static void
@@ -91,7 +92,7 @@ imds_http_done(struct http_req *r, void *arg)
 		ac_rtrim(ac->imds_token);
 		ac->imds_token_exp = ac_now_unix() + IMDS_TOKEN_TTL;
 		c->req = NULL;
-		ac_req_free(r);
+		http_req_wipe_free(r);
 		imds_send(c);
 		return;
 	}
@@ -102,7 +103,7 @@ imds_http_done(struct http_req *r, void *arg)
 		c->retried = 1;
 		ac_imds_token_drop(ac);
 		c->req = NULL;
-		ac_req_free(r);
+		http_req_wipe_free(r);
 		imds_send(c);
 		return;
 	}
@@ -153,18 +154,18 @@ imds_send(struct imds_call *c)
 	if (http_start(ac->http, r, imds_http_done, c) != 0) {
 		http_req_free(r);
 		free(url);
-		ac_wipe_free(hdr);
+		wipe_free(hdr);
 		c->done(c, NULL, "cannot start a request");
 		return;
 	}
 	c->req = r;
 	free(url);
-	ac_wipe_free(hdr);
+	wipe_free(hdr);
 	return;
 oom:
 	http_req_free(r);
 	free(url);
-	ac_wipe_free(hdr);
+	wipe_free(hdr);
 	c->done(c, NULL, "out of memory");
 }
 
@@ -190,7 +191,7 @@ ac_imds_call_free(struct awscreds *ac, struct imds_call *c)
 {
 	if (c->req != NULL) {
 		http_cancel(ac->http, c->req);
-		ac_req_free(c->req);
+		http_req_wipe_free(c->req);
 	}
 	free(c->path);
 	free(c->endpoint);

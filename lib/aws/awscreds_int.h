@@ -106,11 +106,9 @@ int	ac_fetched_set(struct awscreds *ac, const char *id, const char *secret,
 	    const char *token, int64_t expiration);
 int64_t	ac_now_unix(void);
 char	*ac_region_local(struct awscreds *ac);
-void	ac_req_free(struct http_req *r);
 void	ac_rtrim(char *s);
 void	ac_why_add(struct awscreds *ac, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
-void	ac_wipe_free(char *s);
 
 /* awscreds_profile.c */
 int	ac_from_profile(struct awscreds *ac);

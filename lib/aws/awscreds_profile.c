@@ -16,6 +16,7 @@
 
 #include "awscreds_int.h"
 #include "util/log.h"
+#include "util/wipe.h"
 
 #define INI_LINE_MAX		65536
 #define READ_CHUNK		8192
@@ -52,9 +53,9 @@ static const char *const unsupported_keys[] = {
 void
 ac_profile_clear(struct ac_profile *p)
 {
-	ac_wipe_free(p->key);
-	ac_wipe_free(p->secret);
-	ac_wipe_free(p->token);
+	wipe_free(p->key);
+	wipe_free(p->secret);
+	wipe_free(p->token);
 	free(p->region);
 	memset(p, 0, sizeof(*p));
 }
@@ -95,7 +96,7 @@ profile_handler(void *arg, const char *section, const char *name,
 	else if (strcmp(name, "region") == 0)
 		slot = &out->region;
 	if (slot != NULL) {
-		ac_wipe_free(*slot);
+		wipe_free(*slot);
 		if ((*slot = strdup(value)) == NULL)
 			return 0;
 		return 1;

@@ -19,6 +19,7 @@
 
 #include "awscreds_int.h"
 #include "util/log.h"
+#include "util/wipe.h"
 
 #define ECS_HOST		"http://169.254.170.2"
 #define ECS_TIMEOUT		5
@@ -157,7 +158,7 @@ sts_xml_free(struct sts_xml *x)
 	int i;
 
 	for (i = 0; i < X_N; i++)
-		ac_wipe_free(x->val[i]);
+		wipe_free(x->val[i]);
 }
 
 /* 0, or -1 when the body is not well-formed XML. */
@@ -235,7 +236,7 @@ sts_done(struct http_req *r, void *arg)
 		    resp->error);
 	else if (ac_creds_from_sts(ac, http_req_url(r), resp) == 0)
 		ok = 1;
-	ac_req_free(r);
+	http_req_wipe_free(r);
 	if (ok)
 		ac_fetch_ok(ac, "web-identity");
 	else
@@ -256,7 +257,7 @@ form_add(char **body, const char *name, const char *value)
 	curl_free(esc);
 	if (rc < 0)
 		return -ENOMEM;
-	ac_wipe_free(*body);
+	wipe_free(*body);
 	*body = out;
 	return 0;
 }
@@ -344,8 +345,8 @@ ac_from_web_identity(struct awscreds *ac)
 	rc = 1;
 out:
 	http_req_free(r);
-	ac_wipe_free(token);
-	ac_wipe_free(body);
+	wipe_free(token);
+	wipe_free(body);
 	free(url);
 	free(region);
 	return rc;
@@ -433,7 +434,7 @@ ecs_done(struct http_req *r, void *arg)
 		    " (check the container authorization token)" : "");
 	else if (ac_creds_from_json(ac, "ECS", resp->body, 0) == 0)
 		ok = 1;
-	ac_req_free(r);
+	http_req_wipe_free(r);
 	/* ECS and IMDS exclude each other: after ECS the chain ends. */
 	if (ok)
 		ac_fetch_ok(ac, "ecs");
@@ -501,8 +502,8 @@ ac_from_container(struct awscreds *ac)
 	rc = 1;
 out:
 	http_req_free(r);
-	ac_wipe_free(token);
-	ac_wipe_free(hdr);
+	wipe_free(token);
+	wipe_free(hdr);
 	free(url);
 	return rc;
 }

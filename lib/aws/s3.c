@@ -111,9 +111,10 @@ sse_headers(const struct s3_loc *l, const char *content_type,
 	return n;
 }
 
-struct http_req *
-s3_put_object(const struct s3_loc *l, const char *key, int fd, off_t off,
-    size_t len, const char *sha256_hex, const char *content_type,
+/* A PutObject, SSE-KMS, of body (memory) or of len bytes of fd at off. */
+static struct http_req *
+put(const struct s3_loc *l, const char *key, const char *content_type,
+    const char *body, int fd, off_t off, size_t len, const char *sha256_hex,
     const struct aws_creds *creds, time_t now)
 {
 	const char *h[4];
@@ -121,10 +122,35 @@ s3_put_object(const struct s3_loc *l, const char *key, int fd, off_t off,
 	size_t n = sse_headers(l, content_type, h, &kms);
 	struct http_req *r;
 
-	r = s3_call(l, "PUT", key, NULL, h, n, NULL, len, fd, off, sha256_hex,
+	r = s3_call(l, "PUT", key, NULL, h, n, body, len, fd, off, sha256_hex,
 	    creds, now);
 	free(kms);
 	return r;
+}
+
+struct http_req *
+s3_put_object(const struct s3_loc *l, const char *key, int fd, off_t off,
+    size_t len, const char *sha256_hex, const char *content_type,
+    const struct aws_creds *creds, time_t now)
+{
+	return put(l, key, content_type, NULL, fd, off, len, sha256_hex, creds,
+	    now);
+}
+
+struct http_req *
+s3_put_bytes(const struct s3_loc *l, const char *key, const char *body,
+    const struct aws_creds *creds, time_t now)
+{
+	return put(l, key, "text/plain", body, -1, 0, strlen(body), NULL,
+	    creds, now);
+}
+
+struct http_req *
+s3_delete_object(const struct s3_loc *l, const char *key,
+    const struct aws_creds *creds, time_t now)
+{
+	return s3_call(l, "DELETE", key, NULL, NULL, 0, NULL, 0, -1, 0, NULL,
+	    creds, now);
 }
 
 struct http_req *

@@ -47,6 +47,11 @@ struct http_req	*s3_abort_multipart(const struct s3_loc *, const char *key,
 		    const char *upload_id, const struct aws_creds *, time_t);
 struct http_req	*s3_head_object(const struct s3_loc *, const char *key,
 		    const struct aws_creds *, time_t);
+/* bcdad doctor's test object: a PUT from memory, then its DELETE. */
+struct http_req	*s3_put_bytes(const struct s3_loc *, const char *key,
+		    const char *body, const struct aws_creds *, time_t);
+struct http_req	*s3_delete_object(const struct s3_loc *, const char *key,
+		    const struct aws_creds *, time_t);
 
 struct http_req	*s3_list_multipart(const struct s3_loc *,
 		    const struct aws_creds *, time_t);

@@ -198,13 +198,37 @@ publish_ok(const char *topic_arn, const char *subject, const char *message,
 	return total <= SNS_MESSAGE_MAX ? 0 : -EINVAL;
 }
 
+/* A signed form-encoded POST / of body (the Query protocol). */
+static struct http_req *
+form_call(const char *base, const char *region, const char *body,
+    size_t len, const struct aws_creds *creds, time_t now)
+{
+	struct aws_call c;
+	struct http_req *r;
+
+	memset(&c, 0, sizeof(c));
+	c.method = "POST";
+	c.base = base;
+	c.path = "/";
+	c.service = "sns";
+	c.region = region;
+	c.body = body;
+	c.body_len = len;
+	c.fd = -1;
+	c.headers = (const char *const[]){
+	    "Content-Type: application/x-www-form-urlencoded; charset=utf-8" };
+	c.nheaders = 1;
+	if ((r = aws_request(&c, creds, now)) == NULL)
+		errno = ENOMEM;
+	return r;
+}
+
 struct http_req *
 sns_publish(const char *endpoint, const char *region, const char *topic_arn,
     const char *subject, const char *message, const struct sns_attr *attrs,
     size_t nattrs, const struct sns_fifo *fifo, const struct aws_creds *creds,
     time_t now)
 {
-	struct aws_call c;
 	struct http_req *r = NULL;
 	char *base = NULL, *body = NULL, name[64];
 	size_t len = 0, i;
@@ -242,23 +266,41 @@ sns_publish(const char *endpoint, const char *region, const char *topic_arn,
 		field(f, "MessageGroupId", fifo->group_id);
 	if (ferror(f) | fclose(f))
 		goto nomem;
-	memset(&c, 0, sizeof(c));
-	c.method = "POST";
-	c.base = base;
-	c.path = "/";
-	c.service = "sns";
-	c.region = region;
-	c.body = body;
-	c.body_len = len;
-	c.fd = -1;
-	c.headers = (const char *const[]){
-	    "Content-Type: application/x-www-form-urlencoded; charset=utf-8" };
-	c.nheaders = 1;
-	if ((r = aws_request(&c, creds, now)) == NULL)
-		errno = ENOMEM;
+	r = form_call(base, region, body, len, creds, now);
 	goto out;
 nomem:
 	errno = ENOMEM;
+out:
+	free(body);
+	free(base);
+	return r;
+}
+
+struct http_req *
+sns_get_topic_attributes(const char *endpoint, const char *region,
+    const char *topic_arn, const struct aws_creds *creds, time_t now)
+{
+	struct http_req *r = NULL;
+	char *base = NULL, *body = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (region == NULL || *region == '\0' || topic_arn == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	base = aws_endpoint(endpoint, "sns", region);
+	if (base == NULL || (f = open_memstream(&body, &len)) == NULL) {
+		errno = ENOMEM;
+		goto out;
+	}
+	field(f, "Action", "GetTopicAttributes");
+	field(f, "Version", "2010-03-31");
+	field(f, "TopicArn", topic_arn);
+	if (ferror(f) | fclose(f))
+		errno = ENOMEM;
+	else
+		r = form_call(base, region, body, len, creds, now);
 out:
 	free(body);
 	free(base);

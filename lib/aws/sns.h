@@ -72,6 +72,14 @@ struct http_req	*sns_publish(const char *endpoint, const char *region,
 		    const struct aws_creds *, time_t now);
 
 /*
+ * A signed GetTopicAttributes of topic_arn (bcdad doctor: the topic
+ * exists and may be read); the answer is a success or an AWS error.
+ */
+struct http_req	*sns_get_topic_attributes(const char *endpoint,
+		    const char *region, const char *topic_arn,
+		    const struct aws_creds *, time_t now);
+
+/*
  * A Publish answer: <PublishResponse><PublishResult><MessageId>.  Returns
  * 0 and the MessageId; -EIO for an AWS error (an <ErrorResponse>, read
  * it with aws_parse_error: AuthorizationError, NotFound, ...) or a failed

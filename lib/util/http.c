@@ -326,6 +326,14 @@ wipe_free(char *s)
 }
 
 void
+http_req_wipe_free(struct http_req *r)
+{
+	if (r != NULL && r->resp.body != NULL)
+		explicit_bzero(r->resp.body, r->resp.body_len);
+	http_req_free(r);
+}
+
+void
 http_req_free(struct http_req *r)
 {
 	struct curl_slist *l;

@@ -75,6 +75,8 @@ int		 http_start(struct http *, struct http_req *, http_done_cb,
 /* Stops a started request; its done callback is not called. */
 void		 http_cancel(struct http *, struct http_req *);
 void		 http_req_free(struct http_req *);
+/* The same, wiping the response body first (a token, a secret). */
+void		 http_req_wipe_free(struct http_req *);
 
 /* Seconds from a Retry-After value (delta-seconds or HTTP-date); -1 if none. */
 long		 http_retry_after(const char *value, time_t now);

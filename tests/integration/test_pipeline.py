@@ -4,8 +4,9 @@ credentials."""
 import json
 import os
 
+import harness
 from harness import check, wait_for
-from awsenv import pipeline_env
+from awsenv import BUCKET, free_port, pipeline_env
 
 
 def _resources(env, jid):
@@ -304,3 +305,86 @@ def test_datastore_not_active_fails_the_job(env):
           % st["datastore_calls"])
     check(st["start_calls"] == 0 and st["jobs_created"] == 0,
           "StartFHIRImportJob sent %d times" % st["start_calls"])
+
+
+def _doctor(env, *args):
+    """bcdad doctor with the daemon's AWS environment."""
+    import subprocess
+    e = dict(os.environ)
+    for k, v in env.env_extra.items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    r = subprocess.run([harness.BIN, "-c", env.conf, "doctor"] + list(args),
+                       capture_output=True, text=True, timeout=120, env=e)
+    fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
+    return r, fails
+
+
+def test_doctor_checks_bcda_and_aws(env):
+    """bcdad doctor against the emulators: BCDA gives a token and answers
+    attribution_status; AWS credentials resolve (from the environment);
+    the bucket takes a test object with the KMS key, deleted after; the
+    datastore is ACTIVE; the SNS topic exists.  Then each check fails on
+    its own, with its fix: a wrong secret, a bucket that is not there, a
+    datastore not ACTIVE, BCDA unreachable."""
+    moto, hl, _ = pipeline_env(env)
+    env.start()
+    r, fails = _doctor(env)
+    check(r.returncode == 0 and not fails and "all checks passed" in r.stdout,
+          "doctor:\n%s%s" % (r.stdout, r.stderr))
+    for what in ("gives a token", "attribution_status answers",
+                 "AWS credentials from environment", "accepts a test object (put and deleted)",
+                 "encrypted with arn:aws:kms:", "is ACTIVE", "exists"):
+        check(what in r.stdout, "doctor does not say %r:\n%s" % (what, r.stdout))
+    check(not [k for k in moto.objects() if k.endswith(".bcdad-doctor")],
+          "the test object was left in S3: %s" % list(moto.objects()))
+    check(harness.SECRET not in r.stdout + r.stderr, "the secret in doctor's output")
+
+    good = open(env.conf).read()
+    with open(env.secret_file, "w") as f:
+        f.write("wrong-secret\n")
+    r, fails = _doctor(env)
+    check(r.returncode == 1 and len(fails) == 1 and "no BCDA token" in fails[0] and
+          "HTTP 401" in fails[0] and "client secret" in r.stdout,
+          "wrong secret:\n%s" % r.stdout)
+    with open(env.secret_file, "w") as f:
+        f.write(harness.SECRET + "\n")
+
+    with open(env.conf, "w") as f:
+        f.write(good.replace("s3_bucket = %s" % BUCKET, "s3_bucket = bcdad-not-there"))
+    r, fails = _doctor(env)
+    check(r.returncode == 1 and len(fails) == 1 and "s3://bcdad-not-there/" in fails[0],
+          "missing bucket:\n%s" % r.stdout)
+
+    with open(env.conf, "w") as f:
+        f.write(good)
+    hl.config(datastore_status="CREATING")
+    r, fails = _doctor(env)
+    check(r.returncode == 1 and len(fails) == 1 and "is CREATING, not ACTIVE" in fails[0],
+          "inactive datastore:\n%s" % r.stdout)
+    hl.config(datastore_status="ACTIVE")
+
+    closed = free_port()
+    with open(env.conf, "w") as f:
+        f.write(good.replace(env.emu.base, "http://127.0.0.1:%d" % closed))
+    r, fails = _doctor(env, env.profile)
+    check(r.returncode == 1 and len(fails) == 1 and "no BCDA token" in fails[0] and
+          "allow-list" in r.stdout, "unreachable BCDA:\n%s" % r.stdout)
+    with open(env.conf, "w") as f:
+        f.write(good)
+    r, fails = _doctor(env, "no-such-profile")
+    check(r.returncode == 2 and "no profile named" in r.stderr, "unknown profile: %r" % (r,))
+
+
+def test_doctor_reads_bcda_credentials_from_secrets_manager(env):
+    """With bcda_secret_arn, doctor reads the client id and secret from
+    Secrets Manager (and gets a token with them), printing neither."""
+    pipeline_env(env, secrets=True)
+    env.start()
+    r, fails = _doctor(env)
+    check(r.returncode == 0 and not fails, "doctor:\n%s%s" % (r.stdout, r.stderr))
+    check("BCDA credentials read from Secrets Manager" in r.stdout and
+          "gives a token" in r.stdout, "doctor:\n%s" % r.stdout)
+    check(harness.SECRET not in r.stdout + r.stderr, "the secret in doctor's output")

@@ -197,6 +197,12 @@ http_req_body_mem(const struct http_req *r, size_t *len)
 	return r->body;
 }
 
+void
+http_req_wipe_free(struct http_req *r)
+{
+	http_req_free(r);
+}
+
 const struct http_resp *
 http_req_resp(const struct http_req *r)
 {
