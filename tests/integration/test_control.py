@@ -389,6 +389,16 @@ def test_help_and_check(env):
     check(r.returncode == 0, "-h exited %d" % r.returncode)
     for word in ("status", "--json", "run", "cancel", "doctor", "-n", "-c", "-s", "-v", "-d"):
         check(word in r.stdout, "-h does not mention %s:\n%s" % (word, r.stdout))
+    # bcdad COMMAND --help: that command's synopsis and text, exit 0,
+    # before (and without) reading any configuration.
+    for cmd, word in (("status", "--before"), ("run", "5 SKIPPED"), ("cancel", "CANCELLED"),
+                      ("retry", "ClientToken"), ("history", "--json"),
+                      ("doctor", "allow-list")):
+        r = subprocess.run([harness.BIN, "-c", "/nonexistent.conf", cmd, "--help"],
+                           capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and r.stdout.startswith("usage: bcdad") and
+              (" %s " % cmd) in r.stdout.splitlines()[0] and word in r.stdout and
+              not r.stderr, "%s --help: %r" % (cmd, r))
     r = subprocess.run([harness.BIN, "-v"], capture_output=True, text=True, timeout=10)
     check(r.returncode == 0 and r.stdout.startswith("bcdad "), "-v: %r" % r.stdout)
 
