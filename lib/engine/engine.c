@@ -154,6 +154,7 @@ ej_set_error(struct ejob *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	log_strip_controls(buf);	/* it may quote a server */
 	free(j->row.last_error);
 	j->row.last_error = strdup(buf);
 }

@@ -96,6 +96,7 @@ log_emit(enum log_level lvl, int with_errno, const char *fmt, ...)
 		n = strlen(msg);
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
 	}
+	log_strip_controls(msg);
 	log_write(lvl, 0, NULL, NULL, msg);
 	errno = saved;
 }
@@ -116,6 +117,7 @@ log_job(enum log_level lvl, int64_t job, const char *profile,
 	va_start(ap, fmt);
 	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
+	log_strip_controls(msg);
 	log_write(lvl, job, profile, state, msg);
 }
 
@@ -124,5 +126,13 @@ log_sanitize(char *s)
 {
 	for (; s != NULL && *s != '\0'; s++)
 		if (*s < 0x20 || *s >= 0x7f)
+			*s = '?';
+}
+
+void
+log_strip_controls(char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			*s = '?';
 }

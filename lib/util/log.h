@@ -27,6 +27,11 @@ void	log_job(enum log_level, int64_t job, const char *profile,
  * text from a server cannot forge log lines or break the status table.
  */
 void	log_sanitize(char *s);
+/*
+ * Replaces control characters (newlines, escapes) with '?'.  Every log
+ * line and every job's last_error passes through it, whatever it quotes.
+ */
+void	log_strip_controls(char *s);
 
 #define log_enabled(l)		((l) <= log_level_max)
 #define log_warn(...)		do { if (log_enabled(LOG_LVL_WARN)) \
