@@ -32,13 +32,13 @@ struct fetch {
 	void		*cb_arg;
 };
 
+/* An error file's OperationOutcome: its severities counted. */
 static int
 on_line(json_t *obj, void *arg)
 {
 	struct fetch *f = arg;
 
-	if (f->count_severity)
-		ndjson_count_severity(obj, f->sev);
+	ndjson_count_severity(obj, f->sev);
 	return 0;
 }
 
@@ -81,7 +81,8 @@ fetch_open(const char *dir, const char *name, const char *type,
 		goto fail;
 	}
 	if ((f->gz = gz_new(on_decoded, f)) == NULL ||
-	    (f->nd = ndjson_new(type, on_line, f)) == NULL)
+	    (f->nd = ndjson_new(type, count_severity ? on_line : NULL,
+	    f)) == NULL)
 		goto fail;
 	/* The data is the daemon user's alone: beneficiary data. */
 	f->fd = open(f->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
