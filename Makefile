@@ -62,7 +62,7 @@ SCHEMA   = $(sort $(wildcard schema/*.sql))
 BIN      = $(BUILD)/bcdad
 
 .PHONY: all check unit integration demo bench install clean deps check-deps \
-	fuzz fuzz-lib crashtest dist deb rpm
+	fuzz fuzz-lib crashtest dist deb rpm bench-deps
 
 all: check-deps $(BIN) bin/bcdad
 
@@ -112,7 +112,7 @@ integration: all
 demo: deps all
 	@BUILD=$(BUILD) $(PYTHON) tests/demo.py
 
-bench: all $(BUILD)/bench_pipeline
+bench: bench-deps all $(BUILD)/bench_pipeline
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench.py
 
 $(BUILD)/bench_pipeline: tests/bench/bench_pipeline.c $(BUILD)/libbcdad.a
@@ -170,8 +170,8 @@ check-deps:
 	  echo "missing build dependencies; run 'make deps' or:"; \
 	  echo "  apt-get install $(DEB_PKGS)"; exit 1; }
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# Installs (as root) or names the packages of $(1) that are missing.
+install_missing = missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -183,6 +183,14 @@ deps:
 	  echo "missing packages; run as root:"; \
 	  echo "  apt-get install$$missing"; exit 1; \
 	fi
+
+deps:
+	@$(call install_missing,$(DEB_PKGS))
+
+# make bench's data side and limits: nginx, and ISA-L's igzip.
+BENCH_PKGS = nginx-light isal
+bench-deps: deps
+	@$(call install_missing,$(BENCH_PKGS))
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \

@@ -1,69 +1,309 @@
-"""make bench: how fast bcdad moves an export, and that its memory does
-not grow with the export's size.
+"""make bench: bcdad beside the machine's limit, measured in the same run.
 
-1. bench_pipeline: the download data path (gzip decode, NDJSON parse and
-   check, SHA-256) on in-memory data, at two sizes: MiB/s and peak RSS.
-2. End to end: the real daemon exports N generated EOB lines (50 per file,
-   like BCDA) from the emulator on loopback, at two sizes: files/s, MiB/s
-   and the daemon's peak RSS (VmHWM).  The Python emulator is likely the
-   bottleneck here, so these numbers are a floor for bcdad, not its limit.
+The data side is never the bottleneck: nginx serves the export's files,
+pre-gzipped as BCDA stores them (the BCDA emulator writes each one as it
+serves it: gzip level 6, then BCDA's empty gzip member), and passes token,
+kickoff and status to the emulator behind the same origin.  The files are
+BCDA-shaped: ExplanationOfBenefit lines copied from BFD's fixture (~17 KB
+each, new ids), BENCH_LINES_PER_FILE to a file (~2.6 MB of NDJSON).
+
+Each round runs, on the same files and at the same concurrency:
+  limit: curl --parallel    every file to /dev/null (the transfer alone)
+  limit: curl | gzip -d     each file inflated to disk (zlib)
+  limit: curl | igzip -d    each file inflated to disk (ISA-L)
+  bcdad                     a full export into a local directory: download,
+                            inflate, check every line, SHA-256, fsync
+and the table gives, per scenario: NDJSON and wire MB, files, wall s,
+NDJSON MB/s, CPU s per GB of NDJSON, peak RSS, and the ratios of MB/s to
+the curl | gzip -d and curl | igzip -d limits of the same round.  Nothing
+is asserted.  The numbers (the median round) go to
+tests/bench/results/<UTC time>.json with the machine's CPU and cores.
+
+Also: bench_pipeline, the data path on memory (no network, no disk), and
+bcdad's peak RSS at a quarter of the size, to show it flat.
+
+  BENCH_MB (1024), BENCH_PAR (4), BENCH_ROUNDS (3), BENCH_LINES_PER_FILE (150)
 """
+import json
 import os
+import platform
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
 
+MB = 1e6
+EOB_LINE = 17530        # bytes: BFD's EOB fixture, on average
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of a live process."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def vm_hwm(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+                return int(line.split()[1]) * 1024
     return 0
 
 
-def end_to_end(lines, parallel):
-    env = harness.Env("bench")
-    try:
-        env.emu.config(generate={"ExplanationOfBenefit": lines}, lines_per_file=50,
-                       pending_seconds=0, job_seconds=0.2)
-        env.write_config(profile_extra="resource_types = ExplanationOfBenefit",
-                         daemon_extra="max_downloads = %d\nmax_downloads_per_job = %d\n"
-                         "log_level = info" % (parallel, parallel))
-        # write_config put log_level twice; keep the last one only.
-        text = open(env.conf).read().replace("log_level = debug\n", "")
-        open(env.conf, "w").write(text)
-        env.start()
-        jid = env.run()
-        env.wait_state(jid, ("DOWNLOAD", "DONE"), timeout=300)
-        t0 = time.monotonic()
-        j = env.wait_done(jid, timeout=900)
-        dt = time.monotonic() - t0
-        rss = vm_hwm(env.proc.pid)
-        mib = j["bytes"] / 1048576.0
-        print("end-to-end: %6d lines, %4d files, %6.1f MiB, %d parallel: %.2f s = "
-              "%.0f files/s, %.1f MiB/s; daemon peak RSS %d KiB"
-              % (lines, j["files_total"], mib, parallel, dt, j["files_total"] / dt,
-                 mib / dt, rss), flush=True)
-        env.stop()
-    finally:
-        env.close()
+class Nginx:
+    """nginx on loopback: /data/ from root, the rest to the emulator."""
+
+    def __init__(self, workdir, root, upstream):
+        self.port = free_port()
+        self.dir = workdir
+        conf = os.path.join(workdir, "nginx.conf")
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(workdir, d), exist_ok=True)
+        with open(conf, "w") as f:
+            f.write("""
+%(user)s
+daemon off;
+worker_processes 2;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/nginx.err warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location /data/ {
+            root %(root)s;
+            types { }
+            default_type application/fhir+ndjson;
+            add_header Content-Encoding gzip;
+        }
+        location / {
+            proxy_pass http://127.0.0.1:%(up)d;
+            proxy_set_header Host $http_host;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+        }
+    }
+}
+""" % {"user": "user root;" if os.geteuid() == 0 else "", "dir": workdir,
+       "port": self.port, "root": root, "up": upstream})
+        self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
+                                      "-e", os.path.join(workdir, "nginx.err")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.wait_for(lambda: self._up(), 10, "nginx")
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def _up(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# Runs a command and prints its descendants' CPU seconds and peak RSS: a
+# process of its own, so that nothing run before counts.
+MEASURE = ("import resource, subprocess, sys\n"
+           "subprocess.run(sys.argv[1:], check=True, stdin=sys.stdin)\n"
+           "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+           "print(r.ru_utime + r.ru_stime, r.ru_maxrss * 1024)\n")
+
+
+def measured(args, stdin=b""):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", MEASURE] + args, input=stdin,
+                       capture_output=True, check=True)
+    wall = time.monotonic() - t0
+    cpu, rss = r.stdout.split()[-2:]
+    return wall, float(cpu), int(rss)
+
+
+def limit_pipe(urls, par, tool, out):
+    """curl | tool -d > file, par at a time; wall, CPU and peak RSS."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    script = 'curl -s -H "Authorization: Bearer x" "$0" | %s -d > "%s/$(basename "$0")"' % (
+        tool, out)
+    wall, cpu, rss = measured(["xargs", "-P", str(par), "-n", "1", "sh", "-c", script],
+                              "\n".join(urls).encode())
+    ndjson = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": ndjson}
+
+
+def limit_transfer(urls, par):
+    args = ["curl", "--silent", "--no-progress-meter", "--parallel", "--parallel-max",
+            str(par)]
+    for u in urls:
+        args += ["-o", "/dev/null", u]
+    wall, cpu, rss = measured(args)
+    return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": 0}
+
+
+def bcdad_run(env, par):
+    """A fresh daemon, one full export into its storage directory."""
+    shutil.rmtree(env.out, ignore_errors=True)
+    shutil.rmtree(env.state, ignore_errors=True)
+    env.start()
+    pid = env.proc.pid
+    jid = env.run()
+    env.wait_state(jid, ("DOWNLOAD", "S3_PUT", "IMPORT", "NOTIFY", "DONE"), timeout=900)
+    cpu0, t0 = proc_cpu(pid), time.monotonic()
+    while True:
+        j = env.job(jid)
+        if j["state"] != "DOWNLOAD":
+            break
+        time.sleep(0.05)
+    wall, cpu = time.monotonic() - t0, proc_cpu(pid) - cpu0
+    rss = vm_hwm(pid)
+    j = env.wait_done(jid, timeout=300)
+    env.stop()
+    return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": j["bytes"],
+            "files": j["files_total"]}
+
+
+def median(runs, key):
+    v = sorted(r[key] for r in runs)
+    return v[len(v) // 2]
 
 
 def main():
     build = os.environ.get("BUILD", "build/release")
     harness.BIN = os.path.join(harness.REPO, build, "bcdad")
+    size = float(os.environ.get("BENCH_MB", "1024"))
+    par = int(os.environ.get("BENCH_PAR", "4"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    per = int(os.environ.get("BENCH_LINES_PER_FILE", "150"))
+    for tool in ("nginx", "igzip", "curl", "gzip"):
+        if shutil.which(tool) is None and not os.path.exists("/usr/sbin/" + tool):
+            print("bench: %s is missing (make bench installs nginx-light and isal)" % tool)
+            return 1
+
     bench = os.path.join(harness.REPO, build, "bench_pipeline")
     cov = os.path.join(harness.FIXTURES, "bcda", "Coverage.ndjson")
-    for mib in (64, 512):
-        subprocess.run([bench, cov, str(mib)], check=True)
-    for lines in (5000, 50000):
-        end_to_end(lines, 8)
+    subprocess.run([bench, cov, "512"], check=True)
+
+    env = harness.Env("bench")
+    www = tempfile.mkdtemp(prefix="bcdad-bench-www-")
+    ngx = None
+    results = {}
+    try:
+        lines = int(size * 1024 * 1024 / EOB_LINE)
+        env.emu.config(generate={"ExplanationOfBenefit": lines}, lines_per_file=per,
+                       generate_like_fixture=True, static_root=www,
+                       pending_seconds=0, job_seconds=0.1)
+        ngx = Nginx(env.dir, www, env.emu.port)
+        env.emu.base = ngx.base         # bcdad talks to nginx only
+        env.write_config(profile_extra="resource_types = ExplanationOfBenefit",
+                         daemon_extra="max_downloads = %d\nmax_downloads_per_job = %d\n"
+                         "log_level = warning" % (par, par))
+        text = open(env.conf).read().replace("log_level = debug\n", "")
+        open(env.conf, "w").write(text)
+        print("generating %.0f MB of BCDA-shaped EOB files (the first export)..." % size,
+              flush=True)
+        first = bcdad_run(env, par)
+        data = os.path.join(www, "data")
+        job_dir = os.path.join(data, sorted(os.listdir(data), key=int)[0])
+        names = sorted(os.listdir(job_dir))
+        urls = ["%s/data/%s/%s" % (ngx.base, os.path.basename(job_dir), n) for n in names]
+        wire = sum(os.path.getsize(os.path.join(job_dir, n)) for n in names)
+        runs = {"limit: curl --parallel": [], "limit: curl | gzip -d": [],
+                "limit: curl | igzip -d": [], "bcdad": []}
+        scratch = os.path.join(env.dir, "scratch")
+        for r in range(rounds):
+            runs["limit: curl --parallel"].append(limit_transfer(urls, par))
+            runs["limit: curl | gzip -d"].append(limit_pipe(urls, par, "gzip", scratch))
+            runs["limit: curl | igzip -d"].append(limit_pipe(urls, par, "igzip", scratch))
+            runs["bcdad"].append(bcdad_run(env, par))
+            print("round %d of %d done" % (r + 1, rounds), flush=True)
+        ndjson = first["ndjson"]
+        rows = []
+        for name, rs in runs.items():
+            wall = median(rs, "wall")
+            rows.append({"scenario": name, "ndjson_mb": ndjson / MB, "wire_mb": wire / MB,
+                         "files": len(urls), "wall_s": wall,
+                         "ndjson_mb_s": ndjson / MB / wall,
+                         "cpu_s_per_gb": median(rs, "cpu") / (ndjson / 1e9),
+                         "peak_rss_mib": median(rs, "rss") / 1048576})
+        gz_lim = rows[1]["ndjson_mb_s"]
+        igz_lim = rows[2]["ndjson_mb_s"]
+        print("\n%d files, %.0f MB NDJSON (%.0f MB on the wire), %d at a time, median of %d "
+              "rounds" % (len(urls), ndjson / MB, wire / MB, par, rounds))
+        print("%-24s %8s %10s %10s %9s %8s %9s %9s" % (
+            "scenario", "wall s", "NDJSON MB/s", "CPU s/GB", "RSS MiB", "files",
+            "x gzip -d", "x igzip"))
+        for row in rows:
+            row["ratio_gzip"] = row["ndjson_mb_s"] / gz_lim
+            row["ratio_igzip"] = row["ndjson_mb_s"] / igz_lim
+            transfer_only = row["scenario"].endswith("--parallel")
+            print("%-24s %8.2f %10s %10.2f %9.1f %8d %9s %9s" % (
+                row["scenario"], row["wall_s"],
+                "(%.0f wire)" % (wire / MB / row["wall_s"]) if transfer_only
+                else "%.0f" % row["ndjson_mb_s"],
+                row["cpu_s_per_gb"], row["peak_rss_mib"], row["files"],
+                "-" if transfer_only else "%.2f" % row["ratio_gzip"],
+                "-" if transfer_only else "%.2f" % row["ratio_igzip"]))
+        # Memory at a quarter of the size: the same peak, or it grows.
+        env.emu.config(generate={"ExplanationOfBenefit": lines // 4})
+        small = bcdad_run(env, par)
+        print("bcdad peak RSS: %.1f MiB at %.0f MB, %.1f MiB at %.0f MB" % (
+            small["rss"] / 1048576, small["ndjson"] / MB, median(runs["bcdad"], "rss") / 1048576,
+            ndjson / MB))
+        results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                               "kernel": platform.release()},
+                   "concurrency": par, "rounds": rounds, "rows": rows,
+                   "rss_small": {"ndjson_mb": small["ndjson"] / MB,
+                                 "peak_rss_mib": small["rss"] / 1048576}}
+        outdir = os.path.join(HERE, "results")
+        os.makedirs(outdir, exist_ok=True)
+        path = os.path.join(outdir, time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime()))
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
+        print("results: %s" % os.path.relpath(path, harness.REPO))
+    finally:
+        if ngx is not None:
+            ngx.stop()
+        env.close()
+        shutil.rmtree(www, ignore_errors=True)
     return 0
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -125,6 +125,11 @@ DEFAULT_SETTINGS = {
                                 # StatusMessage), comma "In Progress, NN%" (the docs),
                                 # bare "In Progress" (StatusMessage while JobCount is 0)
     "lines_per_file": 50, "generate": {}, "error_lines": 0,
+    # make bench: "generate" lines copied from the fixture's (BFD's ~17 KB
+    # EOBs) with new ids, not the ~1 KB synthetic ones; and every file as
+    # served (its gzip and the empty tail member) written under
+    # static_root/data/<job>/<name>, for nginx to serve.
+    "generate_like_fixture": False, "static_root": None,
     "retry_after": 0,           # CLIENT_RETRY_AFTER_IN_SECONDS (ratelimit.go; default 0)
     "duplicate_429": True,      # ratelimit.go shouldRateLimit (rate_limit_config.all)
     "job_fail": False,
@@ -471,16 +476,27 @@ def has_shared_system_tag(tf):
     return False
 
 
+# make bench exports the same generated gigabyte again and again: the gzip
+# of a file's content, and the static copy nginx serves, are made once.
+GZ_CACHE = {}
+STATIC_COPY = {}
+
+
 class EmuFile:
     """One export file: stored gzip-compressed, as BCDA stores it on EFS."""
 
-    def __init__(self, job_id, name, rtype, kind, raw, lines, listed=True):
+    def __init__(self, job_id, name, rtype, kind, raw, lines, listed=True, cache=False):
         self.name, self.type, self.kind = name, rtype, kind   # kind: output|error
         self.path = "/data/%d/%s" % (job_id, name)
-        self.gz = gz(raw)
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        if cache:
+            if self.sha256 not in GZ_CACHE:
+                GZ_CACHE[self.sha256] = gz(raw)
+            self.gz = GZ_CACHE[self.sha256]
+        else:
+            self.gz = gz(raw)
         self.lines = lines
         self.size = len(raw)
-        self.sha256 = hashlib.sha256(raw).hexdigest()
         self.foreign = False
         self.listed = listed            # in the manifest (an error file of a
                                         # sub-job without data is not)
@@ -770,7 +786,8 @@ class EmuState:
         with self.lock:
             cfg = {k: copy.deepcopy(self.settings[k]) for k in
                    ("lines_per_file", "generate", "error_lines", "wrong_type", "foreign_file",
-                    "job_fail", "transaction_time", "time_offset")}
+                    "job_fail", "transaction_time", "time_offset", "generate_like_fixture",
+                    "static_root")}
             if "Observation" in types:
                 # worker.go writeBBDataToFile: "unsupported resource type
                 # requested"; ProcessJob moves the job to Failed.
@@ -824,6 +841,16 @@ class EmuState:
             self._fixture_cache[key] = lines
         return self._fixture_cache[key]
 
+    def _fixture_like(self, version, rtype, n):
+        """n lines cycled from the fixture's, each with an id of its own."""
+        base = self._fixture_lines(version, rtype)
+        out = []
+        for i in range(n):
+            line = base[i % len(base)]
+            k = line.index(b'"id":"') + 6
+            out.append(line[:k] + b"bench-%08d-" % i + line[k:])
+        return out
+
     def _lines(self, job, rtype):
         """The lines of one type in the job's window: bluebutton.go
         updateParamWithLastUpdated asks BFD for _lastUpdated=le<transactionTime>
@@ -840,7 +867,9 @@ class EmuState:
         out = []
         if inside(self.base_ms):
             n = job.cfg["generate"].get(rtype)
-            if n is not None:
+            if n is not None and job.cfg["generate_like_fixture"]:
+                out.extend(self._fixture_like(job.version, rtype, int(n)))
+            elif n is not None:
                 out.extend(synth_line(rtype, i) for i in range(int(n)))
             else:
                 out.extend(self._fixture_lines(job.version, rtype))
@@ -875,7 +904,8 @@ class EmuState:
                     obj = json.loads(lines[0])
                     obj["resourceType"] = "Basic" if rtype != "Basic" else "Patient"
                     lines[0] = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                files.append(EmuFile(job.id, name, rtype, "output", b"".join(lines), len(lines)))
+                files.append(EmuFile(job.id, name, rtype, "output", b"".join(lines), len(lines),
+                                     cache=bool(job.cfg["static_root"])))
         n_err = int(job.cfg["error_lines"])
         if n_err > 0:
             etype = "ExplanationOfBenefit" if "ExplanationOfBenefit" in job.types else job.types[0]
@@ -907,6 +937,18 @@ class EmuState:
             files[-1].foreign = True
         # requests.go JobStatus: warnings-and-info.ndjson first in error[].
         job.files = files + warnings + errors
+        root = job.cfg["static_root"]
+        if root:
+            d = os.path.join(root, "data", str(job.id))
+            os.makedirs(d, exist_ok=True)
+            for f in job.files:
+                path = os.path.join(d, f.name)
+                if f.sha256 in STATIC_COPY:
+                    os.link(STATIC_COPY[f.sha256], path)
+                    continue
+                with open(path, "wb") as out:
+                    out.write(f.gz + EMPTY_GZIP_MEMBER)
+                STATIC_COPY[f.sha256] = path
 
     def manifest(self, job, host):
         """requests.go JobStatus BulkResponseBody."""
