@@ -3,6 +3,7 @@
  * stack of one byte per open array or object; strings are skipped with a
  * table of the bytes that need no thought.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "jsonscan.h"
@@ -92,6 +93,32 @@ utf8(const unsigned char *p, const unsigned char *end)
 	return p;
 }
 
+/*
+ * Past the plain bytes at p, eight at a time while none of them needs a
+ * look: no '"', no '\\', nothing below 0x20 or above 0x7f (SWAR: a byte
+ * of the 64-bit word that is zero after the XOR, or that the subtraction
+ * takes below zero, sets its top bit).
+ */
+static const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = ones * 0x80;
+	uint64_t v, q, b;
+
+	while (end - p >= 8) {
+		memcpy(&v, p, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		if (((q - ones) & ~q & high) | ((b - ones) & ~b & high) |
+		    ((v - ones * 0x20) & ~v & high) | (v & high))
+			break;
+		p += 8;
+	}
+	while (p < end && plain[*p])
+		p++;
+	return p;
+}
+
 /* The rest of a string after its opening quote; past its closing one. */
 static const unsigned char *
 string(const unsigned char *p, const unsigned char *end)
@@ -99,8 +126,7 @@ string(const unsigned char *p, const unsigned char *end)
 	unsigned u, lo;
 
 	for (;;) {
-		while (p < end && plain[*p])
-			p++;
+		p = plain_run(p, end);
 		if (p >= end)
 			return NULL;
 		if (*p == '"')
