@@ -112,10 +112,10 @@ integration: all
 demo: deps all
 	@BUILD=$(BUILD) $(PYTHON) tests/demo.py
 
-bench: bench-deps all $(BUILD)/bench_pipeline
+bench: bench-deps all $(BUILD)/bench_pipeline $(BUILD)/bench_store
 	@BUILD=$(BUILD) $(PYTHON) tests/bench/bench.py
 
-$(BUILD)/bench_pipeline: tests/bench/bench_pipeline.c $(BUILD)/libbcdad.a
+$(BUILD)/bench_%: tests/bench/bench_%.c $(BUILD)/libbcdad.a
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libbcdad.a $(LDLIBS)
 
 # The long crash loop: CRASH_KILLS SIGKILLs at random instants over full

@@ -19,8 +19,10 @@ the curl | gzip -d and curl | igzip -d limits of the same round.  Nothing
 is asserted.  The numbers (the median round) go to
 tests/bench/results/<UTC time>.json with the machine's CPU and cores.
 
-Also: bench_pipeline, the data path on memory (no network, no disk), and
-bcdad's peak RSS at a quarter of the size, to show it flat.
+Also: bench_pipeline, the data path on memory (no network, no disk);
+bench_store, durable file transitions per second and a start-up reading
+100,000 file rows; and bcdad's peak RSS at a quarter of the size, to show
+it flat.
 
   BENCH_MB (1024), BENCH_PAR (4), BENCH_ROUNDS (3), BENCH_LINES_PER_FILE (150)
 """
@@ -208,6 +210,14 @@ def main():
     bench = os.path.join(harness.REPO, build, "bench_pipeline")
     cov = os.path.join(harness.FIXTURES, "bcda", "Coverage.ndjson")
     subprocess.run([bench, cov, "512"], check=True)
+    tmp = tempfile.mkdtemp(prefix="bcdad-bench-store-")
+    try:
+        store = subprocess.run([os.path.join(harness.REPO, build, "bench_store"), tmp,
+                                "100000", "5000"], check=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(store, end="")
 
     env = harness.Env("bench")
     www = tempfile.mkdtemp(prefix="bcdad-bench-www-")
@@ -279,6 +289,7 @@ def main():
                    "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "kernel": platform.release()},
                    "concurrency": par, "rounds": rounds, "rows": rows,
+                   "store": store.strip(),
                    "rss_small": {"ndjson_mb": small["ndjson"] / MB,
                                  "peak_rss_mib": small["rss"] / 1048576}}
         outdir = os.path.join(HERE, "results")
