@@ -39,17 +39,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import harness  # noqa: E402
+from awsenv import free_port  # noqa: E402
 
 MB = 1e6
 EOB_LINE = 17530        # bytes: BFD's EOB fixture, on average
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def proc_cpu(pid):

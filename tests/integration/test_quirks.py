@@ -78,15 +78,22 @@ def _history_has(env, jid, frm, to, words):
 
 def _token_lifetime(env, number):
     # 900, not BCDA's 1200, so the log shows the value was read, not defaulted.
-    env.emu.config(expires_in_number=number, token_ttl=900)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
+    jid, _ = _export_done(env, expires_in_number=number, token_ttl=900)
     env.check_export_matches(jid)
     st = env.emu.stats()
     check(st["token_ok"] == 1, "one token expected, got %d" % st["token_ok"])
     check("valid 900 s" in env.log_text(), "expires_in 900 was not read:\n" + env.log_text())
 
+
+
+def _export_done(env, **settings):
+    """The emulator set so, one export run to DONE: its job and the
+    emulator's counters."""
+    env.emu.config(**settings)
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    return jid, env.emu.stats()
 
 @clean_exit
 def test_token_expires_in_number(env):
@@ -100,11 +107,7 @@ def test_token_expires_in_string(env):
 
 @clean_exit
 def test_token_503_retry_after(env):
-    env.emu.config(token_503=2)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, token_503=2)
     check(st["token_requests"] >= 3, "token_requests %d" % st["token_requests"])
     check(st["token_ok"] == 1, "token_ok %d" % st["token_ok"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
@@ -194,11 +197,7 @@ def test_401_while_polling(env):
 def test_401_at_kickoff(env):
     # The first request carrying a token is the kickoff: its token is refused
     # once ("Expired Token").  One new token, the kickoff sent again.
-    env.emu.config(api_401=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, api_401=1)
     check(st["bad_auth"] == 1, "the 401 was not served (bad_auth %d)" % st["bad_auth"])
     check(st["token_requests"] == 2 and st["token_ok"] == 2,
           "token requests %d, tokens %d, expected 2 and 2" % (st["token_requests"], st["token_ok"]))
@@ -213,11 +212,7 @@ def test_401_at_kickoff(env):
 
 @clean_exit
 def test_401_on_download(env):
-    env.emu.config(file_401=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, file_401=1)
     check(st["bad_auth"] == 1, "the 401 was not served (bad_auth %d)" % st["bad_auth"])
     check(st["token_requests"] == 2, "token_requests %d, expected 2" % st["token_requests"])
     env.check_export_matches(jid)
@@ -230,11 +225,7 @@ def test_401_on_parallel_downloads(env):
     # Four downloads in flight carry the same token and all get 401; the
     # last three answers come after the daemon already has a new token.
     # They must not throw that new token away too.
-    env.emu.config(file_401=4, file_401_delay=0.5, lines_per_file=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, file_401=4, file_401_delay=0.5, lines_per_file=1)
     check(st["bad_auth"] == 4, "the 401s were not served (bad_auth %d)" % st["bad_auth"])
     check(st["token_requests"] == 2, "token_requests %d, expected 2" % st["token_requests"])
     env.check_export_matches(jid)
@@ -277,11 +268,7 @@ def test_kickoff_timeout_finds_its_job(env):
     # (low_speed_time 1 s, the answer 4 s late).  The job is BCDA's already:
     # bcdad must find it in /jobs and poll it, not start a second one.
     env.write_config(daemon_extra="low_speed_time = 1")
-    env.emu.config(kickoff_delay=4)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, kickoff_delay=4)
     check(st["kickoff_attempts"] == 1, "kickoff attempts %d" % st["kickoff_attempts"])
     check(st["kickoffs"] == 1 and len(env.emu.jobs()) == 1, "BCDA jobs %d" % st["kickoffs"])
     check(st["jobs_list_requests"] >= 1, "BCDA's job list was not read")
@@ -333,11 +320,7 @@ def test_progress_bare(env):
 
 @clean_exit
 def test_poll_503_no_body(env):
-    env.emu.config(poll_5xx=2)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, poll_5xx=2)
     check(st["polls"] >= 3, "polls %d" % st["polls"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
     check(env.log_text().count("polling failed: HTTP 503") == 2, "two 503s not retried")
@@ -348,11 +331,7 @@ def test_poll_503_no_body(env):
 def test_poll_500_hiccup(env):
     # requests.go JobStatus: a failed job lookup is 500 + OO "exception",
     # the shape of a failed job; only the job-failed text is terminal.
-    env.emu.config(poll_500=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, poll_500=1)
     check(st["polls"] >= 2, "polls %d" % st["polls"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
     check("polling failed: HTTP 500, exception: Error trying to fetch job" in env.log_text(),
@@ -436,11 +415,7 @@ def test_files_expire_while_downloading(env):
 def test_file_404_job_still_there(env):
     # ServeData's 404 (http.Error "Not Found") for one file while BCDA still
     # has the job: the job's status is read again, then the file retried.
-    env.emu.config(file_404=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, file_404=1)
     asked = sorted(st["data_requests"].values())
     check(asked == [1, 1, 2], "requests per file: %s" % st["data_requests"])
     check(st["kickoffs"] == 1, "kickoffs %d" % st["kickoffs"])
@@ -466,10 +441,7 @@ def test_gzip_trailing_member(env):
 
 
 def _broken_gzip(env, setting):
-    env.emu.config(**{setting: True})
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
+    jid, _ = _export_done(env, **{setting: True})
     env.check_export_matches(jid)
     st = env.emu.stats()
     check(len(st["downloads_started"]) == 3, "files: %s" % st["downloads_started"])
@@ -497,11 +469,7 @@ def test_gzip_short_once(env):
     # The first copy of each file is a gzip stream cut in half, in a complete
     # response (chunked end, ServeData's empty member after it): a content
     # error, not a transport one.  The second copy is whole.
-    env.emu.config(short_gzip=1)
-    env.start()
-    jid = env.run()
-    env.wait_done(jid)
-    st = env.emu.stats()
+    jid, st = _export_done(env, short_gzip=1)
     check(len(st["downloads_started"]) == 3, "files: %s" % st["downloads_started"])
     for path, n in st["downloads_started"].items():
         check(n == 2 and st["downloads_completed"].get(path) == 2,

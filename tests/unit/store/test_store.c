@@ -268,6 +268,17 @@ collect_job(struct job_row *j, void *arg)
 	return 0;
 }
 
+/* A page of jobs into ids, emptied first. */
+static int
+page(struct store *st, const char *profile, int64_t before, int limit,
+    struct ids *ids)
+{
+	struct job_page pg = { profile, before, limit };
+
+	memset(ids, 0, sizeof(*ids));
+	return store_jobs_page(st, &pg, collect_job, ids);
+}
+
 struct hist {
 	int64_t	 at[16];
 	int	 from[16];
@@ -836,39 +847,30 @@ T_TEST(t_jobs_active_and_recent)
 	T_EQ_STR(ids.stolen, "A9994");
 	free(ids.stolen);
 
-	memset(&ids, 0, sizeof(ids));
-	pg = (struct job_page){ NULL, 0, 4 };
-	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(page(st, NULL, 0, 4, &ids), 0);
 	T_EQ_INT(ids.n, 4);
 	T_EQ_INT(ids.id[0], 6);
 	T_EQ_INT(ids.id[3], 3);
 	free(ids.stolen);
 
 	/* The next page starts below the last id seen. */
-	memset(&ids, 0, sizeof(ids));
-	pg = (struct job_page){ NULL, 3, 4 };
-	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(page(st, NULL, 3, 4, &ids), 0);
 	T_EQ_INT(ids.n, 2);
 	T_EQ_INT(ids.id[0], 2);
 	T_EQ_INT(ids.id[1], 1);
 	free(ids.stolen);
 
 	/* One profile's, paged the same way. */
-	memset(&ids, 0, sizeof(ids));
-	pg = (struct job_page){ "A9994", 6, 100 };
-	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(page(st, "A9994", 6, 100, &ids), 0);
 	T_EQ_INT(ids.n, 2);
 	T_EQ_INT(ids.id[0], 4);
 	T_EQ_INT(ids.id[1], 2);
 	T_EQ_STR(ids.stolen, "A9994");
 	free(ids.stolen);
 
-	memset(&ids, 0, sizeof(ids));
-	pg = (struct job_page){ NULL, 0, 0 };
-	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), 0);
+	T_EQ_INT(page(st, NULL, 0, 0, &ids), 0);
 	T_EQ_INT(ids.n, 0);
-	pg.limit = -1;
-	T_EQ_INT(store_jobs_page(st, &pg, collect_job, &ids), -EINVAL);
+	T_EQ_INT(page(st, NULL, 0, -1, &ids), -EINVAL);
 
 	/* A non-zero return stops the walk and is returned. */
 	memset(&ids, 0, sizeof(ids));
