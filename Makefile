@@ -9,6 +9,7 @@
 
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR   ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
@@ -18,10 +19,11 @@ DOCDIR   ?= $(PREFIX)/share/doc/bcdad
 DESTDIR  ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih expat
+PKGS     = libcurl libuv jansson sqlite3 libcrypto zlib libsystemd inih expat \
+	   libisal
 DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libjansson-dev libsqlite3-dev libssl-dev zlib1g-dev libsystemd-dev \
-	   libinih-dev libexpat1-dev python3 python3-botocore awscli sqlite3 curl \
+	   libinih-dev libexpat1-dev libisal-dev python3 python3-botocore awscli sqlite3 curl \
 	   python3-prometheus-client \
 	   clang libclang-rt-dev \
 	   systemd \
@@ -45,14 +47,17 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -DBCDAD_VERSION=\"$(VERSION)\" -D_FORT
 	   -fPIE $(WARN) $(SANFLAGS) -Ilib -I$(BUILD)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
+override LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SANFLAGS)
 override LDLIBS += $(PKG_LIBS) -lm
 
 # lib/ has one folder per concern (see ARCHITECTURE.md); headers are
 # included as "folder/name.h" across folders.
 LIB_SRC  = $(wildcard lib/*/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/schema.o
-DMN_SRC  = $(wildcard daemon/*.c)
+# Two programs: bcdad, the client commands, small so that it starts fast;
+# bcdad-daemon, which bcdad becomes for the daemon, -n and doctor.
+CLI_OBJ  = $(addprefix $(BUILD)/daemon/,cli.o commands.o client.o)
+DMN_SRC  = $(filter-out daemon/cli.c,$(wildcard daemon/*.c))
 DMN_OBJ  = $(DMN_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN = $(foreach t,$(UNIT_SRC),$(BUILD)/tests/$(basename $(notdir $(t))))
@@ -60,18 +65,32 @@ HDRS     = $(wildcard lib/*/*.h daemon/*.h)
 SCHEMA   = $(sort $(wildcard schema/*.sql))
 
 BIN      = $(BUILD)/bcdad
+DAEMON   = $(BUILD)/bcdad-daemon
 
-.PHONY: all check unit integration demo bench install clean deps check-deps \
+.PHONY: all check unit integration demo bench install clean deps check-deps FORCE \
 	fuzz fuzz-lib crashtest dist deb rpm bench-deps
 
-all: check-deps $(BIN) bin/bcdad
+all: check-deps $(BIN) $(DAEMON) bin/bcdad
 
 bin/bcdad: $(BIN)
 	@mkdir -p bin
 	ln -sf ../$(BIN) $@
 
-$(BIN): $(DMN_OBJ) $(BUILD)/libbcdad.a
+# --as-needed (LDFLAGS) keeps only the libraries bcdad's objects call.
+$(BIN): $(CLI_OBJ) $(BUILD)/libbcdad.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libbcdad.a $(LDLIBS)
+
+$(DAEMON): $(DMN_OBJ) $(BUILD)/libbcdad.a
 	$(CC) $(LDFLAGS) -o $@ $(DMN_OBJ) $(BUILD)/libbcdad.a $(LDLIBS)
+
+# Where bcdad looks for bcdad-daemon when it is not beside it.
+$(BUILD)/daemon/cli.o: override CFLAGS += -DBCDAD_LIBEXECDIR=\"$(LIBEXECDIR)\"
+$(BUILD)/daemon/cli.o: $(BUILD)/libexecdir
+$(BUILD)/libexecdir: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(LIBEXECDIR)' | cmp -s - $@ || echo '$(LIBEXECDIR)' > $@
+
+FORCE:
 
 # Made anew each time, so an object of a moved or removed file never stays.
 $(BUILD)/libbcdad.a: $(LIB_OBJ)
@@ -197,7 +216,9 @@ install: all
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/bcdad \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(LIBEXECDIR)/bcdad
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bcdad
+	install -m 0755 $(DAEMON) $(DESTDIR)$(LIBEXECDIR)/bcdad/bcdad-daemon
 	install -m 0644 daemon/bcdad.8 $(DESTDIR)$(MANDIR)/man8/bcdad.8
 	install -m 0644 lib/config/bcdad.conf.5 $(DESTDIR)$(MANDIR)/man5/bcdad.conf.5
 	install -m 0644 packaging/bcdad.conf.example \

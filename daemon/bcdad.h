@@ -1,8 +1,12 @@
 /*
- * The bcdad process: prototypes of daemon/, grouped by file.
+ * bcdad's two programs, bcdad (cli.c: the client commands) and
+ * bcdad-daemon (main.c: the daemon, -n, doctor): prototypes of daemon/,
+ * grouped by file.
  */
 #ifndef BCDAD_DAEMON_H
 #define BCDAD_DAEMON_H
+
+#include <stdio.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -18,8 +22,25 @@
 #define CTL_MAX_CONNS	64		/* open at once (at most); the oldest goes */
 #define CTL_SOCKET_NAME	"bcdad.sock"
 
-/* main.c */
+#define DEFAULT_CONFIG	"/etc/bcdad/bcdad.conf"
+
+/* commands.c: what bcdad (cli.c) and bcdad-daemon (main.c) share */
+struct cmd_opts {
+	const char	*conf;		/* -c, $BCDAD_CONFIG or the default */
+	const char	*sock;		/* -s, or NULL */
+	int		 debug;		/* -d */
+	int		 check;		/* -n */
+	int		 argc;		/* the command and its arguments */
+	char		**argv;
+};
+
+void	usage(FILE *);
+int	command_help(int argc, char **argv);
+/* -1 to go on, or the exit status (-h, -v, COMMAND --help, bad option). */
+int	cmd_options(int argc, char **argv, struct cmd_opts *);
 char	*socket_path(const struct config *);
+/* A client command, over the socket from -s or the configuration. */
+int	cmd_client(const struct cmd_opts *);
 
 /* daemon.c */
 int	daemon_run(struct config *);

@@ -20,6 +20,7 @@
 
 #include <openssl/evp.h>
 
+#include "util/bulk.h"
 #include "util/iso8601.h"
 #include "util/log.h"
 #include "upload.h"
@@ -169,6 +170,7 @@ hash_work(uv_work_t *w)
 	ssize_t n;
 	size_t want;
 
+	bulk_thread();
 	if (u->step == UP_PART) {
 		off = (uint64_t)(u->next_part - 1) * u->part_size;
 		len = u->size - off < u->part_size ? u->size - off :

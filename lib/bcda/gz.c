@@ -1,12 +1,20 @@
 /*
  * Streaming gzip decoder for BCDA file bodies.  See gz.h.
  *
+ * Inflating is ISA-L's (Intel's igzip, libisal): the data path of a
+ * download ran a third faster with it than with zlib (bench_pipeline, on
+ * the same files).  ISA-L checks each member's CRC-32 and length.  The
+ * member header (RFC 1952, 2.3) is read here, not by ISA-L: ISA-L 2.30
+ * accepts reserved flag bits, and rejects a good header CRC (FHCRC) when
+ * the header arrives in more than one piece.
+ *
  * The decoder is a small state machine fed with arbitrary chunks:
  *
  *	SNIFF	 collecting the first two bytes of the body; gzip magic
  *		 starts a member, anything else makes the body plain.
  *	PLAIN	 the body is not gzip; bytes go to the sink unchanged.
- *	MEMBER	 inside a gzip member; zlib inflates.
+ *	HEADER	 the rest of a member's header, a byte at a time.
+ *	MEMBER	 inside a gzip member's deflate data and trailer.
  *	BETWEEN	 a member ended; the next bytes must be another magic.
  *
  * Output goes to the sink in pieces of at most GZ_OUTBUF bytes, so memory
@@ -14,22 +22,39 @@
  * call returns it.
  */
 #include <errno.h>
-#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 
 #include "gz.h"
 
 #define GZ_OUTBUF	(64 * 1024)
 
-/* windowBits for inflateInit2: 32 KiB window, gzip wrapper only. */
-#define GZ_WBITS	(15 + 16)
+/* Header flags (RFC 1952, 2.3.1). */
+#define GZ_FHCRC	0x02
+#define GZ_FEXTRA	0x04
+#define GZ_FNAME	0x08
+#define GZ_FCOMMENT	0x10
+#define GZ_FRESERVED	0xe0
+
+/* Where in a header: the fixed ten bytes, then the optional fields. */
+enum gz_hpart {
+	GZ_H_FIXED,
+	GZ_H_XLEN,
+	GZ_H_EXTRA,
+	GZ_H_NAME,
+	GZ_H_COMMENT,
+	GZ_H_HCRC,
+	GZ_H_DONE,
+};
 
 enum gz_state {
 	GZ_ST_SNIFF,
 	GZ_ST_PLAIN,
+	GZ_ST_HEADER,
 	GZ_ST_MEMBER,
 	GZ_ST_BETWEEN,
 };
@@ -39,12 +64,18 @@ struct gz {
 	void		*arg;
 	enum gz_state	 state;
 	int		 err;		/* first error, sticky */
-	int		 zinit;		/* inflateInit2 done */
 	int		 was_gzip;
 	size_t		 nmagic;	/* magic bytes collected */
 	unsigned char	 magic[2];
+	/* The header being read. */
+	enum gz_hpart	 hpart;
+	unsigned	 flags;
+	size_t		 hpos;		/* bytes read of the current part */
+	size_t		 xlen;		/* FEXTRA's length */
+	uint32_t	 hcrc;		/* CRC-32 of the header so far */
+	uint16_t	 hcrc_got;
 	size_t		 out_bytes;
-	z_stream	 zs;
+	struct inflate_state zs;
 	unsigned char	 out[GZ_OUTBUF];
 };
 
@@ -52,7 +83,7 @@ static const unsigned char gz_magic[2] = { 0x1f, 0x8b };
 
 /*
  * Allocates a decoder that will hand its output to sink.  Returns NULL if
- * memory is short.  zlib is set up lazily, when the magic is seen.
+ * memory is short.  The inflater is set up when the magic is seen.
  */
 struct gz *
 gz_new(gz_sink sink, void *arg)
@@ -85,26 +116,109 @@ gz_emit(struct gz *g, const void *buf, size_t len)
 	return 0;
 }
 
-/*
- * Prepares zlib for a new member: initialises it for the first member,
- * resets it for later ones.
- */
-static int
+/* The magic was seen: a member's header follows. */
+static void
 gz_member_start(struct gz *g)
 {
-	int zr;
-
-	if (!g->zinit) {
-		zr = inflateInit2(&g->zs, GZ_WBITS);
-		if (zr == Z_MEM_ERROR)
-			return -ENOMEM;
-		if (zr != Z_OK)
-			return -EINVAL;
-		g->zinit = 1;
-	} else if (inflateReset(&g->zs) != Z_OK)
-		return -EINVAL;
 	g->was_gzip = 1;
+	g->state = GZ_ST_HEADER;
+	g->hpart = GZ_H_FIXED;
+	g->hpos = sizeof(gz_magic);
+	g->flags = 0;
+	g->xlen = 0;
+	g->hcrc_got = 0;
+	g->hcrc = crc32_gzip_refl(0, gz_magic, sizeof(gz_magic));
+}
+
+/* The part after `part` that the flags call for, or GZ_H_DONE. */
+static enum gz_hpart
+gz_next_part(const struct gz *g, enum gz_hpart part)
+{
+	static const unsigned need[] = {
+		[GZ_H_XLEN] = GZ_FEXTRA, [GZ_H_EXTRA] = GZ_FEXTRA,
+		[GZ_H_NAME] = GZ_FNAME, [GZ_H_COMMENT] = GZ_FCOMMENT,
+		[GZ_H_HCRC] = GZ_FHCRC,
+	};
+	unsigned p;
+
+	for (p = part + 1; p < GZ_H_DONE; p++)
+		if (g->flags & need[p])
+			return p;
+	return GZ_H_DONE;
+}
+
+/* Moves to the next header part, or to the deflate data. */
+static void
+gz_header_advance(struct gz *g, enum gz_hpart part)
+{
+	enum gz_hpart next = gz_next_part(g, part);
+
+	g->hpos = 0;
+	if (next == GZ_H_EXTRA && g->xlen == 0)
+		next = gz_next_part(g, GZ_H_EXTRA);
+	if (next != GZ_H_DONE) {
+		g->hpart = next;
+		return;
+	}
+	isal_inflate_init(&g->zs);
+	/* Raw deflate, then the trailer's CRC-32 and length checked. */
+	g->zs.crc_flag = ISAL_GZIP_NO_HDR_VER;
 	g->state = GZ_ST_MEMBER;
+}
+
+/*
+ * Reads header bytes from buf; stores in *used how many were the
+ * header's.  Returns 0 or GZ_ECORRUPT.
+ */
+static int
+gz_header(struct gz *g, const unsigned char *buf, size_t len, size_t *used)
+{
+	const unsigned char *p = buf, *end = buf + len;
+	unsigned char c;
+
+	while (p < end && g->state == GZ_ST_HEADER) {
+		c = *p++;
+		if (g->hpart != GZ_H_HCRC)
+			g->hcrc = crc32_gzip_refl(g->hcrc, &c, 1);
+		switch (g->hpart) {
+		case GZ_H_FIXED:
+			/* CM, FLG, then MTIME, XFL and OS, unchecked. */
+			if (g->hpos == 2 && c != 8)
+				return GZ_ECORRUPT;	/* deflate only */
+			if (g->hpos == 3 && (c & GZ_FRESERVED))
+				return GZ_ECORRUPT;
+			if (g->hpos == 3)
+				g->flags = c;
+			if (++g->hpos == 10)
+				gz_header_advance(g, GZ_H_FIXED);
+			break;
+		case GZ_H_XLEN:
+			g->xlen |= (size_t)c << (8 * g->hpos);
+			if (++g->hpos == 2)
+				gz_header_advance(g, GZ_H_XLEN);
+			break;
+		case GZ_H_EXTRA:
+			if (++g->hpos == g->xlen)
+				gz_header_advance(g, GZ_H_EXTRA);
+			break;
+		case GZ_H_NAME:
+		case GZ_H_COMMENT:
+			if (c == 0)
+				gz_header_advance(g, g->hpart);
+			break;
+		case GZ_H_HCRC:
+			g->hcrc_got |= (uint16_t)(c << (8 * g->hpos));
+			if (++g->hpos < 2)
+				break;
+			if (g->hcrc_got != (g->hcrc & 0xffff))
+				return GZ_ECORRUPT;
+			gz_header_advance(g, GZ_H_HCRC);
+			break;
+		case GZ_H_DONE:
+			break;		/* the state is MEMBER by now */
+		}
+	}
+	*used = (size_t)(p - buf);
 	return 0;
 }
 
@@ -117,54 +231,47 @@ gz_member_start(struct gz *g)
 static int
 gz_inflate(struct gz *g, const unsigned char *buf, size_t len, size_t *used)
 {
-	size_t n;
-	int rc, zr;
+	size_t n, left = len;
+	uint32_t in_before;
+	int rc, ir;
 
 	*used = 0;
-	/* avail_in is a uInt; feed huge chunks in slices. */
-	g->zs.next_in = (unsigned char *)buf;
-	g->zs.avail_in = len > UINT_MAX ? UINT_MAX : (uInt)len;
+	g->zs.next_in = (uint8_t *)(uintptr_t)buf;
+	/* avail_in is 32 bits; feed huge chunks in slices. */
+	g->zs.avail_in = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+	left -= g->zs.avail_in;
 	for (;;) {
 		g->zs.next_out = g->out;
 		g->zs.avail_out = sizeof(g->out);
-		zr = inflate(&g->zs, Z_NO_FLUSH);
+		in_before = g->zs.avail_in;
+		ir = isal_inflate(&g->zs);
 		n = sizeof(g->out) - g->zs.avail_out;
+		if (ir < 0)
+			/* Bad header, data, CRC or length. */
+			return GZ_ECORRUPT;
+		if (ir != ISAL_DECOMP_OK)
+			return GZ_ECORRUPT;	/* a dictionary: not gzip */
 		if ((rc = gz_emit(g, g->out, n)) < 0)
-			goto fail;
-		if (zr == Z_STREAM_END) {
+			return rc;
+		if (g->zs.block_state == ISAL_BLOCK_FINISH) {
 			g->state = GZ_ST_BETWEEN;
 			g->nmagic = 0;
 			break;
 		}
-		if (zr == Z_BUF_ERROR) {
-			/* No progress is possible without more input. */
-			if (g->zs.avail_in != 0) {
-				rc = GZ_ECORRUPT;
-				goto fail;
-			}
-			break;
-		}
-		if (zr == Z_MEM_ERROR) {
-			rc = -ENOMEM;
-			goto fail;
-		}
-		if (zr != Z_OK) {
-			/* Z_DATA_ERROR (bad header, data, CRC or length). */
-			rc = GZ_ECORRUPT;
-			goto fail;
+		if (g->zs.avail_in == 0 && left > 0) {
+			g->zs.avail_in = left > UINT32_MAX ? UINT32_MAX :
+			    (uint32_t)left;
+			left -= g->zs.avail_in;
+			continue;
 		}
 		/* A full output buffer may hide more pending output. */
 		if (g->zs.avail_in == 0 && g->zs.avail_out != 0)
 			break;
+		if (n == 0 && g->zs.avail_in == in_before)
+			return GZ_ECORRUPT;	/* no progress possible */
 	}
 	*used = (size_t)(g->zs.next_in - buf);
-	g->zs.next_in = NULL;
-	g->zs.avail_in = 0;
 	return 0;
-fail:
-	g->zs.next_in = NULL;
-	g->zs.avail_in = 0;
-	return rc;
 }
 
 /*
@@ -203,12 +310,13 @@ gz_feed(struct gz *g, const void *buf, size_t len)
 			}
 			if (++g->nmagic < sizeof(gz_magic))
 				break;
-			if ((rc = gz_member_start(g)) < 0)
-				goto fail;
-			/* The magic is part of the member's header. */
-			if ((rc = gz_inflate(g, g->magic, sizeof(g->magic),
+			gz_member_start(g);
+			break;
+		case GZ_ST_HEADER:
+			if ((rc = gz_header(g, p, (size_t)(end - p),
 			    &used)) < 0)
 				goto fail;
+			p += used;
 			break;
 		case GZ_ST_PLAIN:
 			if ((rc = gz_emit(g, p, (size_t)(end - p))) < 0)
@@ -246,6 +354,7 @@ gz_finish(struct gz *g)
 		if (g->nmagic != 0)
 			g->err = GZ_ETRUNC;
 		break;
+	case GZ_ST_HEADER:
 	case GZ_ST_MEMBER:
 		g->err = GZ_ETRUNC;
 		break;
@@ -290,9 +399,5 @@ gz_strerror(int err)
 void
 gz_free(struct gz *g)
 {
-	if (g == NULL)
-		return;
-	if (g->zinit)
-		inflateEnd(&g->zs);
 	free(g);
 }

@@ -141,7 +141,8 @@ dl_committed(struct fetch *fe, int rc, void *arg)
 		return;
 	}
 	if (rc != 0) {
-		ej_file_failed(j, d->idx, 0, -1, fetch_error(fe));
+		ej_file_failed(j, d->idx, fetch_bad_data(fe), -1,
+		    fetch_error(fe));
 		ej_dl_free(d);
 		return;
 	}
@@ -213,13 +214,12 @@ dl_done(struct http_req *r, void *arg)
 
 	if (resp->result == CURLE_OK && resp->status == 200) {
 		d->committing = 1;
-		if ((rc = fetch_commit(j->e->loop, d->fetch, dl_committed,
-		    d)) == 0)
+		if ((rc = fetch_commit(d->fetch, dl_committed, d)) == 0)
 			return;
 		d->committing = 0;
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
 		fetch_abort(d->fetch);
-		ej_file_failed(j, d->idx, 1, -1, what);
+		ej_file_failed(j, d->idx, fetch_bad_data(d->fetch), -1, what);
 		ej_dl_free(d);
 		return;
 	}
@@ -243,7 +243,7 @@ dl_done(struct http_req *r, void *arg)
 	} else if (resp->sink_error != 0) {
 		/* Ours: the body failed to decode or validate, or disk. */
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
-		ej_file_failed(j, d->idx, resp->sink_error != -EIO, -1, what);
+		ej_file_failed(j, d->idx, fetch_bad_data(d->fetch), -1, what);
 	} else if (resp->result == CURLE_OK && resp->status == 401 &&
 	    !j->fs[d->idx].reauth) {
 		j->fs[d->idx].reauth = 1;
@@ -272,6 +272,15 @@ dl_done(struct http_req *r, void *arg)
 			recheck(j);
 	}
 	ej_dl_free(d);
+}
+
+/* The file's buffer has room again: the paused transfer goes on. */
+static void
+dl_resume(void *arg)
+{
+	struct dl *d = arg;
+
+	http_resume(d->job->e->http, d->req);
 }
 
 static void
@@ -304,9 +313,26 @@ start_download(struct ejob *j, size_t i)
 		free(d);
 		goto nomem;
 	}
-	rc = fetch_open(dir, slash ? slash + 1 : f->name,
+	/*
+	 * Already under its final name: the daemon stopped after the rename
+	 * and before the record.  Read back, not fetched again.
+	 */
+	rc = fetch_verify(e->loop, dir, slash ? slash + 1 : f->name,
 	    f->kind == FILE_ERROR ? "OperationOutcome" : f->type,
-	    f->kind == FILE_ERROR, &d->fetch);
+	    f->kind == FILE_ERROR, dl_committed, d, &d->fetch);
+	if (rc == 0) {
+		free(dir);
+		JLOG(LOG_LVL_INFO, j, "file %s is on disk already; read back "
+		    "instead of fetched", f->name);
+		d->committing = 1;
+		j->fs[i].dl = d;
+		j->ndl++;
+		e->ndl++;
+		return;
+	}
+	rc = fetch_open(e->loop, dir, slash ? slash + 1 : f->name,
+	    f->kind == FILE_ERROR ? "OperationOutcome" : f->type,
+	    f->kind == FILE_ERROR, dl_resume, d, &d->fetch);
 	free(dir);
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "cannot create %s.part: %s",

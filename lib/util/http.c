@@ -486,7 +486,10 @@ write_cb(char *buf, size_t size, size_t n, void *arg)
 
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 		if (code >= 200 && code < 300) {
-			if ((rc = r->sink(buf, len, r->sink_arg)) != 0) {
+			if ((rc = r->sink(buf, len, r->sink_arg)) ==
+			    HTTP_SINK_PAUSE)
+				return CURL_WRITEFUNC_PAUSE;
+			if (rc != 0) {
 				r->resp.sink_error = rc;
 				return 0;
 			}
@@ -592,6 +595,14 @@ http_start(struct http *h, struct http_req *r, http_done_cb done, void *arg)
 		return -EIO;
 	r->active = 1;
 	return 0;
+}
+
+void
+http_resume(struct http *h, struct http_req *r)
+{
+	(void)h;
+	if (r != NULL && r->active)
+		curl_easy_pause(r->easy, CURLPAUSE_CONT);
 }
 
 void

@@ -23,8 +23,14 @@ struct http;
 struct http_req;
 
 typedef void (*http_done_cb)(struct http_req *, void *arg);
-/* Streams body bytes; returns 0 or a negative code that aborts the transfer. */
+/*
+ * Streams body bytes; returns 0, a negative code that aborts the transfer,
+ * or HTTP_SINK_PAUSE to refuse the bytes for now: the transfer waits until
+ * http_resume(), which hands the same bytes over again.
+ */
 typedef int (*http_sink)(const void *buf, size_t len, void *arg);
+
+#define HTTP_SINK_PAUSE	1
 
 struct http_resp {
 	long		 status;	/* 0 when no response was read */
@@ -72,6 +78,8 @@ const char	*http_req_body_mem(const struct http_req *, size_t *len);
 const struct http_resp *http_req_resp(const struct http_req *);
 int		 http_start(struct http *, struct http_req *, http_done_cb,
 		    void *arg);
+/* Lets a transfer whose sink paused it go on (may call the sink). */
+void		 http_resume(struct http *, struct http_req *);
 /* Stops a started request; its done callback is not called. */
 void		 http_cancel(struct http *, struct http_req *);
 void		 http_req_free(struct http_req *);

@@ -61,17 +61,23 @@ log_write(enum log_level lvl, int64_t job, const char *profile,
 	struct timespec ts;
 	struct tm tm;
 
+	/*
+	 * The identifier is named: the process runs as bcdad-daemon, but
+	 * `journalctl -t bcdad` should find it.
+	 */
 	if (log_journal) {
 		if (job > 0)
 			sd_journal_send("MESSAGE=%s", msg,
 			    "PRIORITY=%d", level_prio[lvl],
+			    "SYSLOG_IDENTIFIER=bcdad",
 			    "BCDAD_JOB=%lld", (long long)job,
 			    "BCDAD_PROFILE=%s", profile ? profile : "",
 			    "BCDAD_STATE=%s", state ? state : "",
 			    NULL);
 		else
 			sd_journal_send("MESSAGE=%s", msg,
-			    "PRIORITY=%d", level_prio[lvl], NULL);
+			    "PRIORITY=%d", level_prio[lvl],
+			    "SYSLOG_IDENTIFIER=bcdad", NULL);
 		return;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);

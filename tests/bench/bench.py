@@ -19,12 +19,22 @@ the curl | gzip -d and curl | igzip -d limits of the same round.  Nothing
 is asserted.  The numbers (the median round) go to
 tests/bench/results/<UTC time>.json with the machine's CPU and cores.
 
-Also: bench_pipeline, the data path on memory (no network, no disk);
+Then, once each:
+  memory      bcdad's peak RSS at a quarter of BENCH_MB and at BENCH_BIG_MB
+  status      `bcdad status --json` run without pause during a download:
+              p50 and p99 milliseconds, the client process included
+  resume      SIGKILL once half the files are in, restart: the bytes nginx
+              served again, for files complete at the kill and for those in
+              flight (their .part files), against the latter's whole size
+  S3          the export with S3 on (moto, keep_local): download + upload
+              wall time against the local-only median; and `aws s3 cp
+              --recursive` of the same files to the same moto
+Also: bench_pipeline, the data path on memory (no network, no disk), and
 bench_store, durable file transitions per second and a start-up reading
-100,000 file rows; and bcdad's peak RSS at a quarter of the size, to show
-it flat.
+100,000 file rows.
 
-  BENCH_MB (1024), BENCH_PAR (4), BENCH_ROUNDS (3), BENCH_LINES_PER_FILE (150)
+  BENCH_MB (1024), BENCH_PAR (4), BENCH_ROUNDS (3), BENCH_LINES_PER_FILE (150),
+  BENCH_BIG_MB (4096; 0 skips the large memory run)
 """
 import json
 import os
@@ -34,7 +44,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
@@ -79,6 +91,7 @@ error_log %(dir)s/nginx.err warn;
 events { worker_connections 1024; }
 http {
     access_log off;
+    log_format bench '$uri $body_bytes_sent';
     sendfile on;
     tcp_nopush on;
     client_body_temp_path %(dir)s/body;
@@ -89,6 +102,7 @@ http {
     server {
         listen 127.0.0.1:%(port)d;
         location /data/ {
+            access_log %(dir)s/access.log bench;
             root %(root)s;
             types { }
             default_type application/fhir+ndjson;
@@ -104,6 +118,7 @@ http {
 }
 """ % {"user": "user root;" if os.geteuid() == 0 else "", "dir": workdir,
        "port": self.port, "root": root, "up": upstream})
+        self.access_log = os.path.join(workdir, "access.log")
         self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
                                       "-e", os.path.join(workdir, "nginx.err")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -161,26 +176,119 @@ def limit_transfer(urls, par):
     return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": 0}
 
 
-def bcdad_run(env, par):
-    """A fresh daemon, one full export into its storage directory."""
+def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
+    """A fresh daemon, one full export; wall, CPU and peak RSS while the job
+    is in the states of until.  probe, a list, gets the milliseconds of
+    each `bcdad status --json` run meanwhile (the client process
+    included)."""
     shutil.rmtree(env.out, ignore_errors=True)
     shutil.rmtree(env.state, ignore_errors=True)
     env.start()
     pid = env.proc.pid
     jid = env.run()
-    env.wait_state(jid, ("DOWNLOAD", "S3_PUT", "IMPORT", "NOTIFY", "DONE"), timeout=900)
+    env.wait_state(jid, until + ("S3_PUT", "IMPORT", "NOTIFY", "DONE"), timeout=900)
+    stop = threading.Event()
+    prober = None
+    if probe is not None:
+        prober = threading.Thread(target=status_probe, args=(env, stop, probe))
+        prober.start()
     cpu0, t0 = proc_cpu(pid), time.monotonic()
     while True:
         j = env.job(jid)
-        if j["state"] != "DOWNLOAD":
+        if j["state"] not in until:
             break
         time.sleep(0.05)
     wall, cpu = time.monotonic() - t0, proc_cpu(pid) - cpu0
     rss = vm_hwm(pid)
-    j = env.wait_done(jid, timeout=300)
+    stop.set()
+    if prober is not None:
+        prober.join()
+    j = env.wait_done(jid, timeout=600)
     env.stop()
     return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": j["bytes"],
-            "files": j["files_total"]}
+            "files": j["files_total"], "job": jid}
+
+
+def status_probe(env, stop, out):
+    cmd = [harness.BIN, "-c", env.conf, "status", "--json"]
+    while not stop.is_set():
+        t0 = time.monotonic()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        out.append((time.monotonic() - t0) * 1000)
+
+
+def percentile(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p / 100))]
+
+
+def resume_run(env, ngx, www):
+    """SIGKILL once half the files are in, restart, and count what nginx
+    served again: bytes of files complete at the kill (should be none),
+    and of the files in flight then (their .part files), against those
+    files' whole size."""
+    shutil.rmtree(env.out, ignore_errors=True)
+    shutil.rmtree(env.state, ignore_errors=True)
+    env.start()
+    jid = env.run()
+    harness.wait_for(lambda: (lambda j: j["state"] == "DOWNLOAD" and
+                              j["files_done"] * 2 >= j["files_total"])(env.job(jid)),
+                     600, "half the files", 0.02)
+    env.kill9()
+    time.sleep(0.5)     # nginx logs the requests the kill cut
+    offset = os.path.getsize(ngx.access_log)
+    with env.db() as c:
+        rows = c.execute("SELECT url, name, state FROM files WHERE job_id = ?",
+                         (jid,)).fetchall()
+    path = lambda u: urllib.parse.urlparse(u).path  # noqa: E731
+    done = {path(u) for u, n, st in rows if st != 0}
+    parts = set()
+    for d, _, names in os.walk(env.out):
+        parts |= {n[:-len(".part")] for n in names if n.endswith(".part")}
+    inflight = {path(u) for u, n, st in rows if st == 0 and os.path.basename(n) in parts}
+    env.start()
+    env.wait_done(jid, timeout=600)
+    env.stop()
+    again_done = again_inflight = 0
+    with open(ngx.access_log) as f:
+        f.seek(offset)
+        for line in f:
+            uri, sent = line.split()
+            again_done += int(sent) if uri in done else 0
+            again_inflight += int(sent) if uri in inflight else 0
+    wire = lambda p: os.path.getsize(os.path.join(www, p.lstrip("/")))  # noqa: E731
+    return {"files": len(rows), "done_at_kill": len(done), "inflight": len(inflight),
+            "inflight_wire_mb": sum(wire(p) for p in inflight) / MB,
+            "again_inflight_mb": again_inflight / MB, "again_done_mb": again_done / MB}
+
+
+def s3_runs(env, par):
+    """The same export with S3 on (moto), and aws s3 cp --recursive of the
+    same files beside it."""
+    from awsenv import BUCKET, REGION, aws_env
+    moto, _, creds, _ = aws_env(
+        env, resource_types="ExplanationOfBenefit", keep_local="true",
+        daemon_extra="max_downloads = %d\nmax_downloads_per_job = %d" % (par, par))
+    text = open(env.conf).read().replace("log_level = debug\n", "log_level = warning\n")
+    open(env.conf, "w").write(text)
+    run = bcdad_run(env, par, until=("DOWNLOAD", "S3_PUT"))
+    with env.db() as c:
+        job_dir = c.execute("SELECT out_dir FROM jobs WHERE id = ?",
+                            (run["job"],)).fetchone()[0]
+    cli_env = dict(os.environ, AWS_ACCESS_KEY_ID=moto.admin[0],
+                   AWS_SECRET_ACCESS_KEY=moto.admin[1], AWS_DEFAULT_REGION=REGION,
+                   AWS_EC2_METADATA_DISABLED="true")
+    cli_env.pop("AWS_SESSION_TOKEN", None)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", MEASURE, "aws", "--endpoint-url", moto.url,
+                        "s3", "cp", "--recursive", "--only-show-errors", job_dir,
+                        "s3://%s/awscli/" % BUCKET], env=cli_env, capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError("aws s3 cp: %s" % r.stderr.decode(errors="replace")[-2000:])
+    cli_wall = time.monotonic() - t0
+    cli_cpu, cli_rss = r.stdout.split()[-2:]
+    return run, {"wall": cli_wall, "cpu": float(cli_cpu), "rss": int(cli_rss),
+                 "ndjson": run["ndjson"], "files": run["files"]}
 
 
 def median(runs, key):
@@ -195,6 +303,7 @@ def main():
     par = int(os.environ.get("BENCH_PAR", "4"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     per = int(os.environ.get("BENCH_LINES_PER_FILE", "150"))
+    big_mb = float(os.environ.get("BENCH_BIG_MB", "4096"))
     for tool in ("nginx", "igzip", "curl", "gzip"):
         if shutil.which(tool) is None and not os.path.exists("/usr/sbin/" + tool):
             print("bench: %s is missing (make bench installs nginx-light and isal)" % tool)
@@ -272,19 +381,57 @@ def main():
                 row["cpu_s_per_gb"], row["peak_rss_mib"], row["files"],
                 "-" if transfer_only else "%.2f" % row["ratio_gzip"],
                 "-" if transfer_only else "%.2f" % row["ratio_igzip"]))
-        # Memory at a quarter of the size: the same peak, or it grows.
+        # Memory at a quarter of the size and at BENCH_BIG_MB: the same
+        # peak, or it grows.
         env.emu.config(generate={"ExplanationOfBenefit": lines // 4})
         small = bcdad_run(env, par)
-        print("bcdad peak RSS: %.1f MiB at %.0f MB, %.1f MiB at %.0f MB" % (
-            small["rss"] / 1048576, small["ndjson"] / MB, median(runs["bcdad"], "rss") / 1048576,
-            ndjson / MB))
+        mem = [small, {"ndjson": ndjson, "rss": median(runs["bcdad"], "rss")}]
+        if big_mb > 0:
+            print("generating %.0f MB for the memory run..." % big_mb, flush=True)
+            env.emu.config(generate={"ExplanationOfBenefit": int(big_mb * MB / EOB_LINE)})
+            mem.append(bcdad_run(env, par))
+        print("bcdad peak RSS: " + ", ".join("%.1f MiB at %.0f MB" % (
+            m["rss"] / 1048576, m["ndjson"] / MB) for m in mem))
+        # Status while the full-size download runs, and a resume.
+        env.emu.config(generate={"ExplanationOfBenefit": lines})
+        lat = []
+        probed = bcdad_run(env, par, probe=lat)
+        print("bcdad status --json during the download: p50 %.1f ms, p99 %.1f ms, max %.1f "
+              "ms (%d calls, client process included; %.0f MB/s meanwhile)" % (
+                  percentile(lat, 50), percentile(lat, 99), max(lat), len(lat),
+                  probed["ndjson"] / MB / probed["wall"]))
+        res = resume_run(env, ngx, www)
+        print("resume after SIGKILL at %d of %d files: fetched again %.1f MB of the %d files "
+              "in flight (%.1f MB whole), %.1f MB of files already complete" % (
+                  res["done_at_kill"], res["files"], res["again_inflight_mb"],
+                  res["inflight"], res["inflight_wire_mb"], res["again_done_mb"]))
+        # Last: S3 on moto rewrites the configuration.
+        s3run, cli = s3_runs(env, par)
+        local = median(runs["bcdad"], "wall")
+        print("S3 on (moto): download + upload %.2f s = %.2fx the local-only %.2f s; "
+              "%.0f MB/s, %.2f CPU s/GB, %.1f MiB" % (
+                  s3run["wall"], s3run["wall"] / local, local,
+                  s3run["ndjson"] / MB / s3run["wall"], s3run["cpu"] / (s3run["ndjson"] / 1e9),
+                  s3run["rss"] / 1048576))
+        print("aws s3 cp --recursive of the same files (upload only): %.2f s, %.0f MB/s, "
+              "%.2f CPU s/GB, %.1f MiB" % (cli["wall"], cli["ndjson"] / MB / cli["wall"],
+                                          cli["cpu"] / (cli["ndjson"] / 1e9),
+                                          cli["rss"] / 1048576))
         results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "kernel": platform.release()},
                    "concurrency": par, "rounds": rounds, "rows": rows,
                    "store": store.strip(),
-                   "rss_small": {"ndjson_mb": small["ndjson"] / MB,
-                                 "peak_rss_mib": small["rss"] / 1048576}}
+                   "peak_rss": [{"ndjson_mb": m["ndjson"] / MB,
+                                 "peak_rss_mib": m["rss"] / 1048576} for m in mem],
+                   "status_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                                 "max": max(lat), "calls": len(lat)},
+                   "resume": res,
+                   "s3": {"wall_s": s3run["wall"], "ratio_to_local": s3run["wall"] / local,
+                          "cpu_s_per_gb": s3run["cpu"] / (s3run["ndjson"] / 1e9),
+                          "peak_rss_mib": s3run["rss"] / 1048576,
+                          "awscli_wall_s": cli["wall"],
+                          "awscli_cpu_s_per_gb": cli["cpu"] / (cli["ndjson"] / 1e9)}}
         outdir = os.path.join(HERE, "results")
         os.makedirs(outdir, exist_ok=True)
         path = os.path.join(outdir, time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime()))

@@ -285,7 +285,7 @@ class Proxy:
         self.server.server_close()
 
 
-def aws_env(env, proxy=False, **profile):
+def aws_env(env, proxy=False, daemon_extra="", **profile):
     """Wires an Env to moto: starts it, sets up the target, writes the
     config ([aws] + S3 keys) and the daemon's AWS environment."""
     moto = Moto(env.dir)
@@ -301,7 +301,7 @@ def aws_env(env, proxy=False, **profile):
     lines = ["s3_bucket = %s" % BUCKET, "s3_prefix = %s" % PREFIX.rstrip("/"),
              "kms_key_id = %s" % key_arn]
     lines += ["%s = %s" % kv for kv in profile.items()]
-    env.write_config(profile_extra="\n".join(lines),
+    env.write_config(profile_extra="\n".join(lines), daemon_extra=daemon_extra,
                      aws_section="region = %s\ns3_endpoint_url = %s" % (REGION, endpoint))
     home = os.path.join(env.dir, "home")
     os.makedirs(home, exist_ok=True)

@@ -21,6 +21,7 @@ VERSION = "0.1.0"
 COMMON = {
     "/etc/bcdad/bcdad.conf.example",
     "/usr/bin/bcdad",
+    "/usr/libexec/bcdad/bcdad-daemon",
     "/usr/lib/sysusers.d/bcdad.conf",
     "/usr/lib/tmpfiles.d/bcdad.conf",
 }
@@ -118,6 +119,9 @@ def test_deb_builds_lintian_clean_and_installs(env):
     r = subprocess.run([os.path.join(root, "usr/bin/bcdad"), "-v"], capture_output=True,
                        text=True, timeout=10)
     check(r.stdout.strip() == "bcdad " + VERSION, "packaged bcdad -v: %r" % r.stdout)
+    r = subprocess.run([os.path.join(root, "usr/libexec/bcdad/bcdad-daemon"), "-v"],
+                       capture_output=True, text=True, timeout=10)
+    check(r.stdout.strip() == "bcdad " + VERSION, "packaged bcdad-daemon -v: %r" % r.stdout)
 
 
 def test_rpm_builds_with_its_file_list(env):
@@ -134,7 +138,8 @@ def test_rpm_builds_with_its_file_list(env):
                        capture_output=True, text=True, timeout=60, check=True)
     got = {p for p in r.stdout.splitlines() if "/.build-id" not in p}
     want = COMMON | {"/usr/lib/systemd/system/" + u for u in UNITS} | {
-        "/etc/bcdad", "/usr/share/doc/bcdad", "/usr/share/doc/bcdad/README.md",
+        "/etc/bcdad", "/usr/libexec/bcdad", "/usr/share/doc/bcdad",
+        "/usr/share/doc/bcdad/README.md",
         "/usr/share/doc/bcdad/iam-policy.json", "/usr/share/man/man5/bcdad.conf.5",
         "/usr/share/man/man8/bcdad.8"}
     check(got == want, "rpm files: missing %s, unexpected %s" % (sorted(want - got),

@@ -54,6 +54,7 @@ struct http_req {
 	void		*cb_arg;
 	uv_timer_t	*timer;		/* pending delivery; freed on close */
 	int		 held;
+	int		 paused;	/* the sink said HTTP_SINK_PAUSE */
 	struct fake_answer ans;
 };
 
@@ -221,12 +222,30 @@ timer_closed(uv_handle_t *h)
 	free(h);
 }
 
+/* The body to the sink, as curl would: again after a pause. */
+static void
+feed(struct http_req *r)
+{
+	const char *b = r->ans.body ? r->ans.body : "";
+	int rc;
+
+	if ((rc = r->sink(b, strlen(b), r->sink_arg)) == HTTP_SINK_PAUSE) {
+		r->paused = 1;
+		return;
+	}
+	if (rc != 0) {
+		r->resp.sink_error = rc;
+		r->resp.result = CURLE_WRITE_ERROR;
+		r->resp.error = "sink refused the body";
+	}
+	r->cb(r, r->cb_arg);
+}
+
 static void
 deliver(uv_timer_t *t)
 {
 	struct http_req *r = t->data;
 	const char *b = r->ans.body ? r->ans.body : "";
-	int rc;
 
 	uv_close((uv_handle_t *)t, timer_closed);
 	r->timer = NULL;
@@ -246,16 +265,22 @@ deliver(uv_timer_t *t)
 	r->resp.x_progress = dup_or_null(r->ans.x_progress);
 	r->resp.retry_after = dup_or_null(r->ans.retry_after);
 	if (r->sink != NULL && r->ans.status == 200) {
-		if ((rc = r->sink(b, strlen(b), r->sink_arg)) != 0) {
-			r->resp.sink_error = rc;
-			r->resp.result = CURLE_WRITE_ERROR;
-			r->resp.error = "sink refused the body";
-		}
-	} else {
-		r->resp.body = strdup(b);
-		r->resp.body_len = strlen(b);
+		feed(r);
+		return;
 	}
+	r->resp.body = strdup(b);
+	r->resp.body_len = strlen(b);
 	r->cb(r, r->cb_arg);
+}
+
+void
+http_resume(struct http *h, struct http_req *r)
+{
+	(void)h;
+	if (r->paused) {
+		r->paused = 0;
+		feed(r);
+	}
 }
 
 int
@@ -284,6 +309,7 @@ void
 http_cancel(struct http *h, struct http_req *r)
 {
 	(void)h;
+	r->paused = 0;
 	if (r->held) {
 		r->held = 0;
 		fake_held--;

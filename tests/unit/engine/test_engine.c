@@ -653,6 +653,70 @@ T_TEST(t_clock_jumps_mid_export)
 	world_free(&w);
 }
 
+/* Writes text under the job's final name for the data file. */
+static void
+put_final(struct world *w, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/out/A9994/2026-01-02T07:04:05.678Z/"
+	    "Patient-1.ndjson", w->dir);
+	if ((f = fopen(path, "w")) == NULL || fputs(text, f) == EOF ||
+	    fclose(f) != 0)
+		T_FAIL("cannot write %s", path);
+}
+
+/*
+ * A job in DOWNLOAD whose one file request hangs; then text appears under
+ * the file's final name, as if renamed there just before a crash, and the
+ * engine restarts with data requests held (hold) or answered.
+ */
+static int64_t
+crash_after_rename(struct world *w, const char *text, int hold)
+{
+	int64_t id;
+
+	world_new(w);
+	hold_data = 1;
+	id = run(w, NULL, 0);
+	T_EQ_INT(run_until(w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	run_for(w, id, JOB_DONE, 200);
+	T_EQ_INT(fake_count("GET " DATA), 1);
+	put_final(w, text);
+	hold_data = hold;
+	world_restart(w);
+	return id;
+}
+
+/*
+ * A crash after a file's rename and before its record: the restarted
+ * engine reads the file back (lines, bytes, SHA-256) instead of fetching
+ * it again.  One that does not pass is removed and fetched.
+ */
+T_TEST(t_renamed_file_is_read_back_not_refetched)
+{
+	struct world w;
+	int64_t id;
+
+	/* Data requests still hang: only reading back can finish the job. */
+	id = crash_after_rename(&w, LINES, 1);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 1);
+	T_EQ_INT(query_int(&w, "SELECT lines FROM files"), 2);
+	T_EQ_INT(query_int(&w, "SELECT bytes FROM files"), strlen(LINES));
+	T_EQ_INT(query_int(&w, "SELECT sha256 = '7f1637374955905f3808366ac414"
+	    "811b251c8d8d6b83b82a18d9d853fe9110d3' FROM files"), 1);
+	world_free(&w);
+
+	/* Cut short: removed, and fetched. */
+	id = crash_after_rename(&w, "{\"resourceType\":\"Patient\",\"id\":", 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 2);
+	T_EQ_INT(query_int(&w, "SELECT lines FROM files"), 2);
+	world_free(&w);
+}
+
 /*
  * A cancel while the download's commit (fsync and rename, on the thread
  * pool) is in flight: the job ends CANCELLED once the commit is back,
@@ -744,5 +808,6 @@ T_MAIN("engine",
     T_CASE(t_out_of_descriptors_past_the_budget),
     T_CASE(t_clock_back_during_the_kickoff_grace),
     T_CASE(t_clock_jumps_mid_export),
+    T_CASE(t_renamed_file_is_read_back_not_refetched),
     T_CASE(t_cancel_during_a_commit),
     T_CASE(t_cancel_during_a_credential_wait))
