@@ -157,6 +157,7 @@ struct engine {
 	struct ptoken	*tokens;	/* one per profile, cfg order */
 	int		 cfg_owned;	/* cfg came from engine_reload */
 	struct retired	*retired;
+	struct summary	*sum;		/* what status reads (summary.c) */
 	int		 ndl;		/* downloads in flight, all jobs */
 	int		 nup;		/* S3 uploads in flight, all jobs */
 	int		 max_transfers;	/* downloads + uploads the descriptor
@@ -204,6 +205,18 @@ void	ej_set_error(struct ejob *j, const char *fmt, ...)
 void	ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	engine_arm(struct engine *e);
+
+/* summary.c: the newest jobs' rows and tallies, in memory */
+void	ej_sum_load(struct engine *e);
+void	ej_sum_free(struct engine *e);
+void	ej_sum_row(struct engine *e, const struct job_row *row);
+void	ej_sum_job(struct ejob *j);
+int	ej_sum_page(struct engine *e, const struct job_page *pg,
+	    job_row_fn fn, void *arg, int *rc);
+int	ej_sum_tallies(struct engine *e, int64_t min, int64_t max,
+	    tally_row_fn fn, void *arg, int *rc);
+int	ej_sum_get(struct engine *e, int64_t id, struct job_row *out,
+	    int *rc);
 
 /* record.c: every write of the store, and the reads */
 int	ej_record(struct ejob *j, enum job_state to, const char *why,

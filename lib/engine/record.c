@@ -88,6 +88,7 @@ record(struct ejob *j, enum job_state to, const char *why, struct rec *r)
 		for (i = 0; i < j->nfiles; i++)
 			j->fs[i].unsaved = 0;
 		j->write_failures = 0;
+		ej_sum_job(j);
 		return 0;
 	}
 	if (rc == -ESTALE) {
@@ -213,6 +214,7 @@ ej_reload(struct ejob *j)
 	ej_free_files(j);
 	job_row_clear(&j->row);
 	j->row = row;
+	ej_sum_job(j);
 	free(j->held_why);
 	j->held_why = NULL;
 	j->unsaved = 0;
@@ -263,7 +265,11 @@ ej_load_jobs(struct engine *e, job_row_fn active, job_row_fn owed)
 int
 ej_insert_job(struct engine *e, struct job_row *row)
 {
-	return store_job_insert(e->st, row, (int64_t)time(NULL));
+	int rc;
+
+	if ((rc = store_job_insert(e->st, row, (int64_t)time(NULL))) == 0)
+		ej_sum_row(e, row);
+	return rc;
 }
 
 int
@@ -287,16 +293,25 @@ ej_store_close(struct engine *e)
 }
 
 /* For the daemon's status and metrics: see engine.h. */
+/* Jobs, a job and tallies: from memory (summary.c) when it holds them. */
 int
 engine_jobs(struct engine *e, const struct job_page *pg, job_row_fn fn,
     void *arg)
 {
+	int rc;
+
+	if (ej_sum_page(e, pg, fn, arg, &rc))
+		return rc;
 	return store_jobs_page(e->st, pg, fn, arg);
 }
 
 int
 engine_job(struct engine *e, int64_t id, struct job_row *out)
 {
+	int rc;
+
+	if (ej_sum_get(e, id, out, &rc))
+		return rc;
 	return store_job_get(e->st, id, out);
 }
 
@@ -304,6 +319,10 @@ int
 engine_tallies(struct engine *e, int64_t min_job_id, int64_t max_job_id,
     tally_row_fn fn, void *arg)
 {
+	int rc;
+
+	if (ej_sum_tallies(e, min_job_id, max_job_id, fn, arg, &rc))
+		return rc;
 	return store_tallies(e->st, min_job_id, max_job_id, fn, arg);
 }
 

@@ -3,6 +3,7 @@
  * the one function through which every state change is made.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,6 +170,45 @@ job_row_clear(struct job_row *j)
 	free(j->notify_message_id);
 	free(j->scope);
 	memset(j, 0, sizeof(*j));
+}
+
+/* The string fields of a job row, for job_row_copy. */
+static const size_t job_strings[] = {
+	offsetof(struct job_row, profile), offsetof(struct job_row, since),
+	offsetof(struct job_row, kickoff_url),
+	offsetof(struct job_row, status_url),
+	offsetof(struct job_row, transaction_time),
+	offsetof(struct job_row, out_dir), offsetof(struct job_row, last_error),
+	offsetof(struct job_row, import_token),
+	offsetof(struct job_row, import_job_id),
+	offsetof(struct job_row, import_status),
+	offsetof(struct job_row, import_message),
+	offsetof(struct job_row, import_report),
+	offsetof(struct job_row, notify_message_id),
+	offsetof(struct job_row, scope),
+};
+#define JOB_STRING(row, off)	(*(char **)((char *)(row) + (off)))
+
+/* A deep copy: dst's strings are its own.  -ENOMEM leaves dst cleared. */
+int
+job_row_copy(struct job_row *dst, const struct job_row *src)
+{
+	const size_t n = sizeof(job_strings) / sizeof(job_strings[0]);
+	const char *s;
+	size_t i;
+
+	*dst = *src;
+	for (i = 0; i < n; i++)
+		JOB_STRING(dst, job_strings[i]) = NULL;
+	for (i = 0; i < n; i++) {
+		s = JOB_STRING(src, job_strings[i]);
+		if (s != NULL && (JOB_STRING(dst, job_strings[i]) =
+		    strdup(s)) == NULL) {
+			job_row_clear(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 void

@@ -197,6 +197,7 @@ int	job_checkpoint(struct store *, struct job_row *job, const char *why,
 	    job_extra_fn extra, void *arg);
 
 void	job_row_clear(struct job_row *);
+int	job_row_copy(struct job_row *dst, const struct job_row *src);
 void	file_row_clear(struct file_row *);
 
 #endif

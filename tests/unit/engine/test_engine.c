@@ -667,6 +667,64 @@ put_final(struct world *w, const char *text)
 		T_FAIL("cannot write %s", path);
 }
 
+static int
+tally_copy(const struct tally_row *t, void *arg)
+{
+	*(struct tally_row *)arg = *t;
+	return 0;
+}
+
+static int
+count_row(struct job_row *r, void *arg)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/*
+ * Status reads memory, not the store: a row changed behind the engine's
+ * back does not show, while what the engine wrote does, tallies included;
+ * a restart loads memory from the store.
+ */
+T_TEST(t_status_is_read_from_memory)
+{
+	struct world w;
+	struct job_row row;
+	struct tally_row t = { 0 };
+	struct job_page pg = { NULL, 0, 50 };
+	int64_t id;
+	int n = 0;
+
+	world_new(&w);
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	sql(&w, "UPDATE jobs SET last_error = 'written elsewhere'");
+	T_EQ_INT(engine_job(w.e, id, &row), 0);
+	T_EQ_INT(row.state, JOB_DONE);
+	T_ASSERT(row.last_error == NULL);
+	job_row_clear(&row);
+	T_EQ_INT(engine_tallies(w.e, id, id, tally_copy, &t), 0);
+	T_EQ_INT(t.total, 1);
+	T_EQ_INT(t.done, 1);
+	T_EQ_INT(t.bytes, strlen(LINES));
+	T_EQ_INT(t.lines, 2);
+	T_EQ_INT(engine_jobs(w.e, &pg, count_row, &n), 0);
+	T_EQ_INT(n, 1);
+	T_EQ_INT(engine_job(w.e, id + 1, &row), -ENOENT);
+	/* A new job shows at once, before its first step. */
+	id = run(&w, NULL, 0);
+	T_EQ_INT(engine_job(w.e, id, &row), 0);
+	T_EQ_INT(row.state, JOB_NEW);
+	job_row_clear(&row);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	world_restart(&w);
+	T_EQ_INT(engine_job(w.e, id - 1, &row), 0);
+	T_EQ_STR(row.last_error, "written elsewhere");
+	job_row_clear(&row);
+	world_free(&w);
+}
+
 /*
  * A job in DOWNLOAD whose one file request hangs; then text appears under
  * the file's final name, as if renamed there just before a crash, and the
@@ -809,5 +867,6 @@ T_MAIN("engine",
     T_CASE(t_clock_back_during_the_kickoff_grace),
     T_CASE(t_clock_jumps_mid_export),
     T_CASE(t_renamed_file_is_read_back_not_refetched),
+    T_CASE(t_status_is_read_from_memory),
     T_CASE(t_cancel_during_a_commit),
     T_CASE(t_cancel_during_a_credential_wait))
