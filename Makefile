@@ -26,7 +26,7 @@ DEB_PKGS = build-essential pkg-config libcurl4-openssl-dev libuv1-dev \
 	   libinih-dev libexpat1-dev libisal-dev python3 python3-botocore awscli sqlite3 curl \
 	   python3-prometheus-client \
 	   clang libclang-rt-dev \
-	   systemd \
+	   systemd strace \
 	   dpkg-dev debhelper lintian rpm
 
 ifeq ($(SANITIZE),1)

@@ -91,3 +91,88 @@ def test_units_verify_and_are_hardened(env):
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
         check(m is not None, "no exposure for %s: %s" % (f, r.stdout[-500:] + r.stderr[-500:]))
         check(float(m.group(1)) <= 1.5, "%s exposure %s (at most 1.5)" % (f, m.group(1)))
+
+
+def _syscalls(name, cache={}):
+    """The system calls of a systemd syscall set (@name, nested sets
+    expanded), or {name} for one call."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in cache:
+        r = subprocess.run(["systemd-analyze", "syscall-filter", name],
+                           capture_output=True, text=True, timeout=30, check=True)
+        calls = set()
+        for line in r.stdout.splitlines()[1:]:
+            t = line.strip()
+            if t and not t.startswith("#"):
+                calls |= _syscalls(t)
+        cache[name] = calls
+    return cache[name]
+
+
+def _unit_allows(path):
+    """What the unit's SystemCallFilter= lines allow, read as systemd does:
+    the first line is an allow-list; later ~lines remove, later lines add."""
+    allowed = None
+    for line in open(path):
+        if not line.startswith("SystemCallFilter="):
+            continue
+        value = line.split("=", 1)[1].strip()
+        deny = value.startswith("~")
+        calls = set()
+        for name in value.lstrip("~").split():
+            calls |= _syscalls(name)
+        if allowed is None:
+            check(not deny, "the first SystemCallFilter= should allow, not deny")
+            allowed = calls
+        elif deny:
+            allowed -= calls
+        else:
+            allowed |= calls
+    return allowed
+
+
+def test_the_unit_allows_every_system_call_bcdad_makes(env):
+    """bcdad.service's seccomp filter would kill the daemon (or, with
+    SystemCallErrorNumber=, fail the call) on any system call it leaves
+    out: the calls of `bcdad -n` and of a whole export, traced with strace,
+    must all be in what the unit's SystemCallFilter= lines allow."""
+    import re
+    from harness import REPO
+    strace = shutil.which("strace")
+    check(strace is not None, "strace not found: run make deps")
+    trace = os.path.join(env.dir, "strace")
+    subprocess.run([strace, "-f", "-qq", "-o", trace + ".pre", BIN, "-n", "-c", env.conf],
+                   check=True, capture_output=True, timeout=60)
+    log = open(os.path.join(env.dir, "daemon-traced.log"), "w")
+    env.logs.append(log.name)
+    env.proc = subprocess.Popen([strace, "-f", "-qq", "-o", trace, BIN, "-c", env.conf],
+                                stdout=log, stderr=subprocess.STDOUT)
+    wait_for(env._pingable, 30, "the traced daemon")
+    # The nightly unit's command, traced too.
+    r = subprocess.run([strace, "-f", "-qq", "-o", trace + ".run", BIN, "-c", env.conf,
+                        "run", env.profile, "--wait"], capture_output=True, text=True,
+                       timeout=120)
+    check(r.returncode == 0, "bcdad run --wait: %s%s" % (r.stdout, r.stderr))
+    # SIGTERM to the daemon, strace's child, as systemd would send it.
+    with open("/proc/%d/task/%d/children" % (env.proc.pid, env.proc.pid)) as f:
+        os.kill(int(f.read().split()[0]), signal.SIGTERM)
+    check(env.proc.wait(30) == 0, "exit status")
+
+    def used(*paths):
+        calls = set()
+        for path in paths:
+            text = open(path).read()
+            if os.geteuid() == 0:
+                # SQLite hands its journal files to the database's owner
+                # when it runs as root (unixFileOpen); the unit runs the
+                # daemon as bcdad, where it does not.
+                text = re.sub(r"^\d+\s+fchown\(\d+, 0, 0\).*$", "", text, flags=re.M)
+            calls |= set(re.findall(r"^\d+\s+(\w+)\(", text, re.M))
+        return calls
+    daemon = used(trace + ".pre", trace)
+    check({"setpriority", "prlimit64"} <= daemon, "expected calls missing: %s" % sorted(daemon))
+    for unit, calls in (("bcdad.service", daemon), ("bcdad-run@.service", used(trace + ".run"))):
+        allowed = _unit_allows(os.path.join(REPO, "systemd", unit))
+        check(calls - allowed == set(), "%s's SystemCallFilter= refuses %s"
+              % (unit, sorted(calls - allowed)))
