@@ -214,7 +214,9 @@ ej_sum_job(struct ejob *j)
 	const struct file_row *f;
 	size_t i;
 
-	if ((js = take_row(j->e, &j->row)) == NULL || !j->files_loaded)
+	/* No files in memory and none loaded: the tally held stands. */
+	if ((js = take_row(j->e, &j->row)) == NULL || (j->nfiles == 0 &&
+	    !j->files_loaded))
 		return;
 	t = &js->tally;
 	memset(t, 0, sizeof(*t));

@@ -697,7 +697,15 @@ T_TEST(t_status_is_read_from_memory)
 	int n = 0;
 
 	world_new(&w);
+	hold_data = 1;
 	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	/* The manifest's file counts at once, before it is fetched. */
+	T_EQ_INT(engine_tallies(w.e, id, id, tally_copy, &t), 0);
+	T_EQ_INT(t.total, 1);
+	T_EQ_INT(t.done, 0);
+	world_restart(&w);
+	hold_data = 0;
 	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
 	sql(&w, "UPDATE jobs SET last_error = 'written elsewhere'");
 	T_EQ_INT(engine_job(w.e, id, &row), 0);
