@@ -334,10 +334,12 @@ batch_after(uv_work_t *w, int status)
 		fail(f, status, uv_strerror(status));
 	else if (f->w_rc != 0)
 		fail(f, f->w_rc, f->w_error);
-	if (f->aborted)
-		fetch_abort(f);
-	if (f->freed) {
-		release(f);
+	/* Aborted or freed meanwhile: no more batches, no callback. */
+	if (f->aborted || f->freed) {
+		if (f->aborted)
+			fetch_abort(f);
+		if (f->freed)
+			release(f);
 		return;
 	}
 	if (last) {

@@ -15,13 +15,6 @@
 enum log_level log_level_max = LOG_LVL_INFO;
 static int log_journal;
 
-static const char *const level_names[] = {
-	[LOG_LVL_ERR] = "error",
-	[LOG_LVL_WARN] = "warning",
-	[LOG_LVL_INFO] = "info",
-	[LOG_LVL_DEBUG] = "debug",
-};
-
 static const int level_prio[] = {
 	[LOG_LVL_ERR] = LOG_ERR,
 	[LOG_LVL_WARN] = LOG_WARNING,
@@ -37,20 +30,6 @@ log_init(enum log_level max, int use_journal)
 {
 	log_level_max = max;
 	log_journal = use_journal;
-}
-
-int
-log_level_parse(const char *s, enum log_level *out)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcmp(s, level_names[i]) == 0) {
-			*out = (enum log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 static void
@@ -84,7 +63,7 @@ log_write(enum log_level lvl, int64_t job, const char *profile,
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(stderr, "%s.%03ldZ %s: %s\n", stamp, ts.tv_nsec / 1000000,
-	    level_names[lvl], msg);
+	    log_level_name(lvl), msg);
 }
 
 void

@@ -14,7 +14,9 @@ enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 extern enum log_level log_level_max;
 
 void	log_init(enum log_level, int use_journal);
+/* loglevel.c: "error", "warning", "info", "debug" */
 int	log_level_parse(const char *, enum log_level *);
+const char *log_level_name(enum log_level);
 void	log_emit(enum log_level, int with_errno, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 /* A job line: begins with "job N STATE:" and carries BCDAD_* fields. */

@@ -138,7 +138,13 @@ def test_the_unit_allows_every_system_call_bcdad_makes(env):
     out: the calls of `bcdad -n` and of a whole export, traced with strace,
     must all be in what the unit's SystemCallFilter= lines allow."""
     import re
+    import sys
     from harness import REPO
+    if "asan" in os.environ.get("BUILD", ""):
+        # ASan's runtime makes calls of its own, and LeakSanitizer will not
+        # run under ptrace: the release build is the one to trace.
+        print("skipped under ASan: the release build is traced", file=sys.stderr)
+        return
     strace = shutil.which("strace")
     check(strace is not None, "strace not found: run make deps")
     trace = os.path.join(env.dir, "strace")
