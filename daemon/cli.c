@@ -1,12 +1,12 @@
 /*
  * bcdad: the command users type.  The client commands (status, run,
  * cancel, retry, history) are answered here, by a small program that
- * loads only libc, jansson, inih and libsystemd: it starts in about a
- * millisecond, so `bcdad status` stays quick while an export keeps the
- * machine busy.  The daemon, -n and doctor need the rest (curl, libuv,
- * SQLite, OpenSSL, ISA-L): for them this process becomes bcdad-daemon
- * (execv, same pid, so systemd's notify socket, watchdog and socket
- * activation see no difference).
+ * loads only libc, jansson and inih: it starts in about a millisecond, so
+ * `bcdad status` stays quick while an export keeps the machine busy.  The
+ * daemon, -n and doctor need the rest (curl, libuv, SQLite, OpenSSL,
+ * ISA-L, libsystemd): for them this process becomes bcdad-daemon (execv,
+ * same pid, so systemd's notify socket, watchdog and socket activation
+ * see no difference).
  */
 #include <errno.h>
 #include <libgen.h>
