@@ -22,13 +22,18 @@ tests/bench/results/<UTC time>.json with the machine's CPU and cores.
 Then, once each:
   memory      bcdad's peak RSS at a quarter of BENCH_MB and at BENCH_BIG_MB
   status      `bcdad status --json` run without pause during a download:
-              p50 and p99 milliseconds, the client process included
+              p50 and p99 milliseconds, the client process included; and
+              `true`, spawned the same way between them: the floor, what
+              any process costs to start and reap on the loaded machine
   resume      SIGKILL once half the files are in, restart: the bytes nginx
               served again, for files complete at the kill and for those in
               flight (their .part files), against the latter's whole size
   S3          the export with S3 on (moto, keep_local): download + upload
-              wall time against the local-only median; and `aws s3 cp
-              --recursive` of the same files to the same moto
+              wall time against the larger of the local-only median and
+              the upload limit, `curl -T --parallel` (SigV4) of the same
+              files to the same moto at the same concurrency; `aws s3 cp
+              --recursive` beside them; moto's CPU s/GB in each, and how
+              busy the machine's CPUs were during bcdad's run
 Also: bench_pipeline, the data path on memory (no network, no disk), and
 bench_store, durable file transitions per second and a start-up reading
 100,000 file rows.
@@ -148,7 +153,9 @@ MEASURE = ("import resource, subprocess, sys\n"
 def measured(args, stdin=b""):
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-c", MEASURE] + args, input=stdin,
-                       capture_output=True, check=True)
+                       capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (args[0], r.stderr.decode(errors="replace")[-2000:]))
     wall = time.monotonic() - t0
     cpu, rss = r.stdout.split()[-2:]
     return wall, float(cpu), int(rss)
@@ -192,7 +199,7 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
     if probe is not None:
         prober = threading.Thread(target=status_probe, args=(env, stop, probe))
         prober.start()
-    cpu0, t0 = proc_cpu(pid), time.monotonic()
+    cpu0, t0, busy0 = proc_cpu(pid), time.monotonic(), machine_busy()
     while True:
         j = env.job(jid)
         if j["state"] not in until:
@@ -200,6 +207,7 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
         # Polled less often beside the probe, so as not to be its load.
         time.sleep(0.05 if probe is None else 0.25)
     wall, cpu = time.monotonic() - t0, proc_cpu(pid) - cpu0
+    busy = [b - a for a, b in zip(busy0, machine_busy())]
     rss = vm_hwm(pid)
     stop.set()
     if prober is not None:
@@ -207,27 +215,44 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
     j = env.wait_done(jid, timeout=600)
     env.stop()
     return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": j["bytes"],
-            "files": j["files_total"], "job": jid}
+            "files": j["files_total"], "job": jid, "busy": busy[0] / max(busy[1], 1)}
 
 
-# `bcdad status --json` without pause until stdin closes, printing the
-# milliseconds of each run: a process of its own, so that the bench's own
-# threads do not stretch the times it takes.
-PROBE = ("import subprocess, sys, threading, time\n"
+def machine_busy():
+    """Jiffies the machine's CPUs spent busy, and in all, since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+# `bcdad status --json` without pause until stdin closes, each run
+# followed by one of `true`, spawned the same way: the milliseconds of
+# each, a pair to a line.  A process of its own, so that the bench's own
+# threads do not stretch the times it takes; `true` is the floor, what
+# starting and reaping any process costs on the loaded machine.
+PROBE = ("import shutil, subprocess, sys, threading, time\n"
          "done = threading.Event()\n"
          "threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()\n"
+         "true = [shutil.which('true')]\n"
          "while not done.is_set():\n"
-         "    t0 = time.monotonic()\n"
-         "    subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)\n"
-         "    print((time.monotonic() - t0) * 1000, flush=True)\n")
+         "    t = []\n"
+         "    for argv in (sys.argv[1:], true):\n"
+         "        t0 = time.monotonic()\n"
+         "        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)\n"
+         "        t.append((time.monotonic() - t0) * 1000)\n"
+         "    print(*t, flush=True)\n")
 
 
 def status_probe(env, stop, out):
+    """out["status"] and out["true"] get the milliseconds of each run."""
     p = subprocess.Popen([sys.executable, "-c", PROBE, harness.BIN, "-c", env.conf, "status",
                           "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stop.wait()
     p.stdin.close()
-    out.extend(float(v) for v in p.stdout.read().split())
+    for line in p.stdout.read().splitlines():
+        st, tr = line.split()
+        out["status"].append(float(st))
+        out["true"].append(float(tr))
     p.wait()
 
 
@@ -285,7 +310,10 @@ def s3_runs(env, par):
         daemon_extra="max_downloads = %d\nmax_downloads_per_job = %d" % (par, par))
     text = open(env.conf).read().replace("log_level = debug\n", "log_level = warning\n")
     open(env.conf, "w").write(text)
+    moto_cpu = [proc_cpu(moto.proc.pid), 0]
     run = bcdad_run(env, par, until=("DOWNLOAD", "S3_PUT"))
+    run["moto_cpu"] = proc_cpu(moto.proc.pid) - moto_cpu[0]
+    moto_cpu[0] = proc_cpu(moto.proc.pid)
     with env.db() as c:
         job_dir = c.execute("SELECT out_dir FROM jobs WHERE id = ?",
                             (run["job"],)).fetchone()[0]
@@ -301,8 +329,29 @@ def s3_runs(env, par):
         raise RuntimeError("aws s3 cp: %s" % r.stderr.decode(errors="replace")[-2000:])
     cli_wall = time.monotonic() - t0
     cli_cpu, cli_rss = r.stdout.split()[-2:]
-    return run, {"wall": cli_wall, "cpu": float(cli_cpu), "rss": int(cli_rss),
-                 "ndjson": run["ndjson"], "files": run["files"]}
+    moto_cpu[1] = proc_cpu(moto.proc.pid)
+    cli = {"wall": cli_wall, "cpu": float(cli_cpu), "rss": int(cli_rss),
+           "ndjson": run["ndjson"], "files": run["files"],
+           "moto_cpu": moto_cpu[1] - moto_cpu[0]}
+    # The upload limit: curl putting the same files, signed (SigV4), par
+    # at a time, to the same moto.
+    # The keys go in curl's configuration file, not on its command line.
+    # curl 7.88 signs an upload's payload only as the header says.
+    names = sorted(n for n in os.listdir(job_dir) if n.endswith(".ndjson"))
+    kfile = os.path.join(env.dir, "curl-upload.conf")
+    with open(os.open(kfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write('user = "%s:%s"\naws-sigv4 = "aws:amz:%s:s3"\n'
+                'header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"\n' % (
+                    moto.admin[0], moto.admin[1], REGION))
+        for n in names:
+            f.write('output = "/dev/null"\nupload-file = "%s"\nurl = "%s/%s/curl/%s"\n' % (
+                os.path.join(job_dir, n), moto.url, BUCKET, n))
+    c0 = proc_cpu(moto.proc.pid)
+    wall, cpu, rss = measured(["curl", "--silent", "--show-error", "--fail", "--parallel",
+                               "--parallel-max", str(par), "--config", kfile])
+    up = {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": run["ndjson"],
+          "moto_cpu": proc_cpu(moto.proc.pid) - c0}
+    return run, cli, up
 
 
 def median(runs, key):
@@ -408,29 +457,42 @@ def main():
             m["rss"] / 1048576, m["ndjson"] / MB) for m in mem))
         # Status while the full-size download runs, and a resume.
         env.emu.config(generate={"ExplanationOfBenefit": lines})
-        lat = []
-        probed = bcdad_run(env, par, probe=lat)
+        probe = {"status": [], "true": []}
+        probed = bcdad_run(env, par, probe=probe)
+        lat, floor = probe["status"], probe["true"]
         print("bcdad status --json during the download: p50 %.1f ms, p99 %.1f ms, max %.1f "
-              "ms (%d calls, client process included; %.0f MB/s meanwhile)" % (
+              "ms (%d calls, client process included; %.0f MB/s meanwhile); `true` spawned "
+              "the same way: p50 %.1f ms, p99 %.1f ms" % (
                   percentile(lat, 50), percentile(lat, 99), max(lat), len(lat),
-                  probed["ndjson"] / MB / probed["wall"]))
+                  probed["ndjson"] / MB / probed["wall"], percentile(floor, 50),
+                  percentile(floor, 99)))
         res = resume_run(env, ngx, www)
         print("resume after SIGKILL at %d of %d files: fetched again %.1f MB of the %d files "
               "in flight (%.1f MB whole), %.1f MB of files already complete" % (
                   res["done_at_kill"], res["files"], res["again_inflight_mb"],
                   res["inflight"], res["inflight_wire_mb"], res["again_done_mb"]))
         # Last: S3 on moto rewrites the configuration.
-        s3run, cli = s3_runs(env, par)
+        s3run, cli, up = s3_runs(env, par)
         local = median(runs["bcdad"], "wall")
-        print("S3 on (moto): download + upload %.2f s = %.2fx the local-only %.2f s; "
-              "%.0f MB/s, %.2f CPU s/GB, %.1f MiB" % (
-                  s3run["wall"], s3run["wall"] / local, local,
-                  s3run["ndjson"] / MB / s3run["wall"], s3run["cpu"] / (s3run["ndjson"] / 1e9),
-                  s3run["rss"] / 1048576))
+        gb = s3run["ndjson"] / 1e9
+        s3lim = max(local, up["wall"])
+        print("S3 on (moto): download + upload %.2f s, %.0f MB/s, %.2f CPU s/GB, %.1f MiB; "
+              "moto %.2f CPU s/GB" % (
+                  s3run["wall"], s3run["ndjson"] / MB / s3run["wall"], s3run["cpu"] / gb,
+                  s3run["rss"] / 1048576, s3run["moto_cpu"] / gb))
+        print("limit: curl -T --parallel (SigV4) of the same files (upload only): %.2f s, "
+              "%.0f MB/s, %.2f CPU s/GB; moto %.2f CPU s/GB" % (
+                  up["wall"], up["ndjson"] / MB / up["wall"], up["cpu"] / gb,
+                  up["moto_cpu"] / gb))
         print("aws s3 cp --recursive of the same files (upload only): %.2f s, %.0f MB/s, "
-              "%.2f CPU s/GB, %.1f MiB" % (cli["wall"], cli["ndjson"] / MB / cli["wall"],
-                                          cli["cpu"] / (cli["ndjson"] / 1e9),
-                                          cli["rss"] / 1048576))
+              "%.2f CPU s/GB, %.1f MiB; moto %.2f CPU s/GB" % (
+                  cli["wall"], cli["ndjson"] / MB / cli["wall"], cli["cpu"] / gb,
+                  cli["rss"] / 1048576, cli["moto_cpu"] / gb))
+        print("S3 on: %.2fx the local-only %.2f s; %.2fx the larger of it and the upload "
+              "limit (%.2f s); the machine's %d CPUs %.0f%% busy meanwhile (local-only: "
+              "%.0f%%)" % (s3run["wall"] / local, local, s3run["wall"] / s3lim, s3lim,
+                          os.cpu_count(), 100 * s3run["busy"],
+                          100 * median(runs["bcdad"], "busy")))
         results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "kernel": platform.release()},
@@ -439,13 +501,21 @@ def main():
                    "peak_rss": [{"ndjson_mb": m["ndjson"] / MB,
                                  "peak_rss_mib": m["rss"] / 1048576} for m in mem],
                    "status_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                                 "max": max(lat), "calls": len(lat)},
+                                 "max": max(lat), "calls": len(lat),
+                                 "true_p50": percentile(floor, 50),
+                                 "true_p99": percentile(floor, 99)},
                    "resume": res,
                    "s3": {"wall_s": s3run["wall"], "ratio_to_local": s3run["wall"] / local,
                           "cpu_s_per_gb": s3run["cpu"] / (s3run["ndjson"] / 1e9),
                           "peak_rss_mib": s3run["rss"] / 1048576,
+                          "moto_cpu_s_per_gb": s3run["moto_cpu"] / gb,
+                          "ratio_to_limit": s3run["wall"] / s3lim,
+                          "machine_busy": s3run["busy"],
+                          "curl_upload_wall_s": up["wall"],
+                          "curl_upload_moto_cpu_s_per_gb": up["moto_cpu"] / gb,
                           "awscli_wall_s": cli["wall"],
-                          "awscli_cpu_s_per_gb": cli["cpu"] / (cli["ndjson"] / 1e9)}}
+                          "awscli_cpu_s_per_gb": cli["cpu"] / gb,
+                          "awscli_moto_cpu_s_per_gb": cli["moto_cpu"] / gb}}
         outdir = os.path.join(HERE, "results")
         os.makedirs(outdir, exist_ok=True)
         path = os.path.join(outdir, time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime()))

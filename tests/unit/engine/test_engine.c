@@ -733,6 +733,102 @@ T_TEST(t_status_is_read_from_memory)
 	world_free(&w);
 }
 
+/* Job id's last_error as engine_job reads it ("" when none), or "ENOENT". */
+static const char *
+job_error(struct world *w, int64_t id)
+{
+	static char buf[128];
+	struct job_row row;
+	int rc;
+
+	if ((rc = engine_job(w->e, id, &row)) == -ENOENT)
+		return "ENOENT";
+	T_EQ_INT(rc, 0);
+	snprintf(buf, sizeof(buf), "%s", row.last_error ? row.last_error : "");
+	job_row_clear(&row);
+	return buf;
+}
+
+/* Collects a page's ids and whether each came with the store's error. */
+struct page_seen {
+	int64_t	 ids[64];
+	int	 n, from_store;
+};
+
+static int
+page_row(struct job_row *r, void *arg)
+{
+	struct page_seen *ps = arg;
+
+	if (ps->n < 64)
+		ps->ids[ps->n] = r->id;
+	ps->n++;
+	ps->from_store += r->last_error != NULL;
+	return 0;
+}
+
+/*
+ * Memory holds the newest 10,000 jobs; past them the store answers: a job
+ * older than any held, a page reaching past the oldest held, the tallies
+ * of old jobs.  A new job pushes the oldest out.  Every row is changed
+ * behind the engine's back after it loads, so where each answer came from
+ * shows.
+ */
+T_TEST(t_status_past_the_jobs_held_reads_the_store)
+{
+	struct world w;
+	struct tally_row t = { 0 };
+	struct job_page pg = { NULL, 0, 50 };
+	struct page_seen ps = { { 0 }, 0, 0 };
+	int64_t id;
+	int i;
+
+	world_new(&w);
+	sql(&w, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+	    "FROM n WHERE i < 10005) INSERT INTO jobs (id, profile, state, "
+	    "created_at, updated_at) SELECT i, 'A9994', %d, i, i FROM n; "
+	    "INSERT INTO files (job_id, kind, type, url, seq, name, state, "
+	    "lines, bytes) VALUES (1, %d, 'Patient', 'u', 1, 'n', %d, 3, 30), "
+	    "(10005, %d, 'Patient', 'u', 1, 'n', %d, 4, 40)", JOB_DONE,
+	    FILE_OUTPUT, FILE_DONE, FILE_OUTPUT, FILE_DONE);
+	world_restart(&w);
+	sql(&w, "UPDATE jobs SET last_error = 'from the store'");
+	/* Held: jobs 6 to 10005. */
+	T_EQ_STR(job_error(&w, 10005), "");
+	T_EQ_STR(job_error(&w, 6), "");
+	T_EQ_STR(job_error(&w, 5), "from the store");
+	T_EQ_STR(job_error(&w, 10006), "ENOENT");
+	T_EQ_INT(engine_jobs(w.e, &pg, page_row, &ps), 0);
+	T_EQ_INT(ps.n, 50);
+	T_EQ_INT(ps.ids[0], 10005);
+	T_EQ_INT(ps.ids[49], 9956);
+	T_EQ_INT(ps.from_store, 0);
+	/* Before job 10, ten rows: only 4 are held, so the store answers all. */
+	memset(&ps, 0, sizeof(ps));
+	pg.before = 10;
+	pg.limit = 10;
+	T_EQ_INT(engine_jobs(w.e, &pg, page_row, &ps), 0);
+	T_EQ_INT(ps.n, 9);
+	for (i = 0; i < ps.n; i++)
+		T_EQ_INT(ps.ids[i], 9 - i);
+	T_EQ_INT(ps.from_store, 9);
+	T_EQ_INT(engine_tallies(w.e, 1, 1, tally_copy, &t), 0);
+	T_EQ_INT(t.job_id, 1);
+	T_EQ_INT(t.done, 1);
+	T_EQ_INT(t.bytes, 30);
+	memset(&t, 0, sizeof(t));
+	T_EQ_INT(engine_tallies(w.e, 10005, 10005, tally_copy, &t), 0);
+	T_EQ_INT(t.lines, 4);
+	/* A new job: job 6 leaves memory, job 7 stays. */
+	id = run(&w, NULL, 0);
+	T_EQ_INT(id, 10006);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_STR(job_error(&w, 10006), "");
+	T_EQ_STR(job_error(&w, 7), "");
+	T_EQ_STR(job_error(&w, 6), "from the store");
+	world_free(&w);
+}
+
 /*
  * A job in DOWNLOAD whose one file request hangs; then text appears under
  * the file's final name, as if renamed there just before a crash, and the
@@ -876,5 +972,6 @@ T_MAIN("engine",
     T_CASE(t_clock_jumps_mid_export),
     T_CASE(t_renamed_file_is_read_back_not_refetched),
     T_CASE(t_status_is_read_from_memory),
+    T_CASE(t_status_past_the_jobs_held_reads_the_store),
     T_CASE(t_cancel_during_a_commit),
     T_CASE(t_cancel_during_a_credential_wait))
