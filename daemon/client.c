@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,10 +19,13 @@
 
 /* One request line text to the socket at path; the reply or NULL. */
 static json_t *
-call_once(const char *path, const char *text)
+call_once(const char *path, char *text)
 {
 	struct sockaddr_un sun;
 	struct pollfd pfd;
+	struct msghdr msg;
+	struct iovec iov[2];
+	static char nl[] = "\n";
 	char buf[4096], *all = NULL, *p;
 	size_t len = 0;
 	json_t *rep = NULL;
@@ -43,11 +47,18 @@ call_once(const char *path, const char *text)
 		goto out;
 	}
 	/*
-	 * EPIPE: the daemon answered (busy) and closed before reading the
-	 * request; its answer is still there to read.
+	 * The line in one message, so the daemon wakes once for it.  EPIPE:
+	 * the daemon answered (busy) and closed before reading the request;
+	 * its answer is still there to read.
 	 */
-	if ((send(fd, text, strlen(text), MSG_NOSIGNAL) < 0 ||
-	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0) && errno != EPIPE) {
+	iov[0].iov_base = text;
+	iov[0].iov_len = strlen(text);
+	iov[1].iov_base = nl;
+	iov[1].iov_len = 1;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0 && errno != EPIPE) {
 		fprintf(stderr, "bcdad: writing to %s: %s\n", path,
 		    strerror(errno));
 		goto out;
