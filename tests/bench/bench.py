@@ -200,8 +200,13 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
         prober = threading.Thread(target=status_probe, args=(env, stop, probe))
         prober.start()
     cpu0, t0, busy0 = proc_cpu(pid), time.monotonic(), machine_busy()
+    in_s3 = None        # files S3 had when the last download ended
     while True:
         j = env.job(jid)
+        if j["state"] != "DOWNLOAD" and in_s3 is None and "S3_PUT" in until:
+            with env.db() as c:
+                in_s3 = c.execute("SELECT COUNT(*) FROM files WHERE job_id = ? AND "
+                                  "s3_state = 1", (jid,)).fetchone()[0]
         if j["state"] not in until:
             break
         # Polled less often beside the probe, so as not to be its load.
@@ -215,7 +220,8 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
     j = env.wait_done(jid, timeout=600)
     env.stop()
     return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": j["bytes"],
-            "files": j["files_total"], "job": jid, "busy": busy[0] / max(busy[1], 1)}
+            "files": j["files_total"], "job": jid, "busy": busy[0] / max(busy[1], 1),
+            "in_s3_at_download_end": in_s3}
 
 
 def machine_busy():
@@ -488,11 +494,17 @@ def main():
               "%.2f CPU s/GB, %.1f MiB; moto %.2f CPU s/GB" % (
                   cli["wall"], cli["ndjson"] / MB / cli["wall"], cli["cpu"] / gb,
                   cli["rss"] / 1048576, cli["moto_cpu"] / gb))
+        # The CPU bcdad and moto spent, spread over every core: no
+        # overlap can end sooner (nginx's share left out).
+        cpu_floor = (s3run["cpu"] + s3run["moto_cpu"]) / os.cpu_count()
         print("S3 on: %.2fx the local-only %.2f s; %.2fx the larger of it and the upload "
               "limit (%.2f s); the machine's %d CPUs %.0f%% busy meanwhile (local-only: "
-              "%.0f%%)" % (s3run["wall"] / local, local, s3run["wall"] / s3lim, s3lim,
-                          os.cpu_count(), 100 * s3run["busy"],
-                          100 * median(runs["bcdad"], "busy")))
+              "%.0f%%); bcdad's and moto's CPU over %d cores: %.2f s, %.2fx the local-only" % (
+                  s3run["wall"] / local, local, s3run["wall"] / s3lim, s3lim,
+                  os.cpu_count(), 100 * s3run["busy"], 100 * median(runs["bcdad"], "busy"),
+                  os.cpu_count(), cpu_floor, cpu_floor / local))
+        print("S3 had %d of the %d files when the last download ended" % (
+            s3run["in_s3_at_download_end"], s3run["files"]))
         results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "kernel": platform.release()},
@@ -511,6 +523,8 @@ def main():
                           "moto_cpu_s_per_gb": s3run["moto_cpu"] / gb,
                           "ratio_to_limit": s3run["wall"] / s3lim,
                           "machine_busy": s3run["busy"],
+                          "cpu_floor_s": cpu_floor,
+                          "in_s3_at_download_end": s3run["in_s3_at_download_end"],
                           "curl_upload_wall_s": up["wall"],
                           "curl_upload_moto_cpu_s_per_gb": up["moto_cpu"] / gb,
                           "awscli_wall_s": cli["wall"],
