@@ -209,6 +209,7 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 		j->row.status_url = strdup(cl);
 		j->row.kickoffs++;
 		j->row.progress = -1;
+		j->row.progress_at = (int64_t)time(NULL);
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "BCDA accepted the export", 0);
 		return;
@@ -314,6 +315,7 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		j->row.status_url = url;
 		j->row.kickoffs++;
 		j->row.progress = -1;
+		j->row.progress_at = (int64_t)time(NULL);
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "found the BCDA job of the kickoff "
 		    "whose answer was lost", 0);
@@ -555,19 +557,48 @@ ej_job_gone(struct ejob *j, const struct http_resp *resp, const char *what)
 	return 1;
 }
 
+/*
+ * BCDA's job has answered 202 with the same progress for bcda_job_timeout:
+ * its status handler has no timeout, so without this the job would be
+ * polled forever and its profile would export nothing more.  By now BCDA
+ * no longer counts it against a new export (the duplicate-job check looks
+ * back that long), so the next run starts afresh.
+ */
+static void
+stuck(struct ejob *j, time_t now)
+{
+	char pct[16];
+
+	if (j->row.progress < 0)
+		snprintf(pct, sizeof(pct), "no percentage");
+	else
+		snprintf(pct, sizeof(pct), "at %d%%", j->row.progress);
+	ej_fail(j, "BCDA's job has not moved (%s) for %lld h: given up "
+	    "(bcda_job_timeout); BCDA no longer counts it against a new "
+	    "export, so the next run starts one",
+	    pct, (long long)(now - j->row.progress_at) / 3600);
+}
+
 static void
 on_poll(struct ejob *j, const struct http_resp *resp)
 {
 	const struct config *c = j->e->cfg;
 	struct bcda_outcome oo;
+	time_t now = time(NULL);
 	char what[300];
 	int pct;
 
 	if (resp->result == CURLE_OK && resp->status == 202) {
 		pct = bcda_parse_progress(resp->x_progress);
-		if (pct != j->row.progress) {
+		if (pct != j->row.progress || j->row.progress_at <= 0 ||
+		    j->row.progress_at > (int64_t)now) {
 			j->row.progress = pct;
+			j->row.progress_at = (int64_t)now;
 			ej_save(j);
+		} else if ((int64_t)now - j->row.progress_at >=
+		    c->bcda_job_timeout) {
+			stuck(j, now);
+			return;
 		}
 		ej_ok(j);
 		/* BCDA never sends Retry-After here: our own schedule. */

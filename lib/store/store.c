@@ -100,7 +100,8 @@
 	X(notify_message_id,	TEXT,	SAVED,	notify_message_id) \
 	X(scope,		TEXT,	SAVED,	scope) \
 	X(since_mode,		INT,	SAVED,	since_mode) \
-	X(runout,		INT,	SAVED,	runout)
+	X(runout,		INT,	SAVED,	runout) \
+	X(progress_at,		I64,	SAVED,	progress_at)
 
 #define FILE_COLUMNS(X) \
 	X(job_id,		I64,	FIXED,	job_id) \

@@ -60,6 +60,7 @@ static int list_empty;		/* so many job lists come back empty */
 static int early_404;		/* BCDA expired the job before its time */
 static int no_socket;		/* so many data requests find no descriptor */
 static int hold_imds;		/* the instance metadata service hangs */
+static const char *progress;	/* the job is not done: its X-Progress */
 static const char *world_extra;	/* more configuration, after the profile */
 static const char *world_daemon; /* more of [daemon] */
 
@@ -98,6 +99,9 @@ bcda(const char *method, const char *url, struct fake_answer *a)
 		a->body = "{\"resourceType\":\"OperationOutcome\",\"issue\":"
 		    "[{\"severity\":\"error\",\"code\":\"not-found\","
 		    "\"diagnostics\":\"Job Expired\"}]}";
+	} else if (strcmp(url, STATUS) == 0 && progress != NULL) {
+		a->status = 202;
+		a->x_progress = progress;
 	} else if (strcmp(url, STATUS) == 0) {
 		a->status = 200;
 		a->body = MANIFEST;
@@ -183,6 +187,7 @@ world_new(struct world *w)
 	fake_log_clear();
 	hold_kickoff = hold_data = list_empty = early_404 = no_socket = 0;
 	hold_imds = 0;
+	progress = NULL;
 	clock_jump = 0;
 	world_extra = NULL;
 }
@@ -733,6 +738,39 @@ T_TEST(t_status_is_read_from_memory)
 	world_free(&w);
 }
 
+/*
+ * BCDA's status handler has no timeout: a BCDA job that answers 202 at the
+ * same progress for bcda_job_timeout is given up, and the job fails saying
+ * so.  Progress that moves starts the count again; a restart does not.
+ */
+T_TEST(t_a_bcda_job_that_never_moves_is_given_up)
+{
+	struct world w;
+	struct job_row row;
+	int64_t id;
+
+	world_daemon = "bcda_job_timeout = 3600\n";
+	world_new(&w);
+	world_daemon = NULL;
+	progress = "In Progress (10%)";
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_POLL), JOB_POLL);
+	clock_jump = 3000;
+	T_EQ_INT(run_for(&w, id, JOB_FAILED, 1500), JOB_POLL);
+	progress = "In Progress (20%)";
+	T_EQ_INT(run_for(&w, id, JOB_FAILED, 1500), JOB_POLL);
+	clock_jump = 6500;		/* 58 min since it moved */
+	T_EQ_INT(run_for(&w, id, JOB_FAILED, 1500), JOB_POLL);
+	world_restart(&w);
+	clock_jump = 6700;
+	T_EQ_INT(run_until(&w, id, JOB_FAILED), JOB_FAILED);
+	T_EQ_INT(store_job_get(w.st, id, &row), 0);
+	T_ASSERT(row.last_error != NULL && strstr(row.last_error,
+	    "has not moved (at 20%) for 1 h") != NULL);
+	job_row_clear(&row);
+	world_free(&w);
+}
+
 /* Job id's last_error as engine_job reads it ("" when none), or "ENOENT". */
 static const char *
 job_error(struct world *w, int64_t id)
@@ -973,5 +1011,6 @@ T_MAIN("engine",
     T_CASE(t_renamed_file_is_read_back_not_refetched),
     T_CASE(t_status_is_read_from_memory),
     T_CASE(t_status_past_the_jobs_held_reads_the_store),
+    T_CASE(t_a_bcda_job_that_never_moves_is_given_up),
     T_CASE(t_cancel_during_a_commit),
     T_CASE(t_cancel_during_a_credential_wait))
