@@ -824,8 +824,12 @@ engine_retry(struct engine *e, int64_t id, char *err, size_t errlen)
 		job_row_clear(&row);
 		return rc;
 	}
-	/* A new attempt: its outcome is announced anew. */
+	/*
+	 * A new attempt: its outcome is announced anew, and a BCDA job given
+	 * up as stuck gets a whole bcda_job_timeout again.
+	 */
 	row.notify_state = 0;
+	row.progress_at = 0;
 	if (from == JOB_NEW)
 		from = JOB_TOKEN;
 	if (from == JOB_KICKOFF)

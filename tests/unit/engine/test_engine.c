@@ -747,6 +747,7 @@ T_TEST(t_a_bcda_job_that_never_moves_is_given_up)
 {
 	struct world w;
 	struct job_row row;
+	char err[256];
 	int64_t id;
 
 	world_daemon = "bcda_job_timeout = 3600\n";
@@ -768,6 +769,11 @@ T_TEST(t_a_bcda_job_that_never_moves_is_given_up)
 	T_ASSERT(row.last_error != NULL && strstr(row.last_error,
 	    "has not moved (at 20%) for 1 h") != NULL);
 	job_row_clear(&row);
+	/* Retried, it polls the same BCDA job for a whole hour again. */
+	T_EQ_INT(engine_retry(w.e, id, err, sizeof(err)), 0);
+	T_EQ_INT(run_for(&w, id, JOB_FAILED, 1500), JOB_POLL);
+	progress = NULL;
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
 	world_free(&w);
 }
 
