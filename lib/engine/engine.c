@@ -829,7 +829,7 @@ engine_retry(struct engine *e, int64_t id, char *err, size_t errlen)
 	 * up as stuck gets a whole bcda_job_timeout again.
 	 */
 	row.notify_state = 0;
-	row.progress_at = 0;
+	row.progress_stalled = 0;
 	if (from == JOB_NEW)
 		from = JOB_TOKEN;
 	if (from == JOB_KICKOFF)

@@ -96,6 +96,7 @@ struct ejob {
 	int		 reauth;	/* a 401 was answered with a new token */
 	int		 waiting_token;
 	int		 polls;		/* status requests answered 202 */
+	time_t		 polled_at;	/* wall time of the last 202, 0 none */
 	int		 list_checked;	/* looked for a job lost in a crash */
 	int		 kickoff_unknown; /* the last kickoff got no answer */
 	int		 dup429;	/* the kickoff got the duplicate-job 429 */

@@ -209,7 +209,8 @@ on_kickoff(struct ejob *j, const struct http_resp *resp)
 		j->row.status_url = strdup(cl);
 		j->row.kickoffs++;
 		j->row.progress = -1;
-		j->row.progress_at = (int64_t)time(NULL);
+		j->row.progress_stalled = 0;
+		j->polled_at = 0;
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "BCDA accepted the export", 0);
 		return;
@@ -315,7 +316,8 @@ on_jobs_list(struct ejob *j, const struct http_resp *resp)
 		j->row.status_url = url;
 		j->row.kickoffs++;
 		j->row.progress = -1;
-		j->row.progress_at = (int64_t)time(NULL);
+		j->row.progress_stalled = 0;
+		j->polled_at = 0;
 		j->dup429 = 0;
 		ej_enter(j, JOB_POLL, "found the BCDA job of the kickoff "
 		    "whose answer was lost", 0);
@@ -558,25 +560,43 @@ ej_job_gone(struct ejob *j, const struct http_resp *resp, const char *what)
 }
 
 /*
- * BCDA's job has answered 202 with the same progress for bcda_job_timeout:
- * its status handler has no timeout, so without this the job would be
- * polled forever and its profile would export nothing more.  By now BCDA
- * no longer counts it against a new export (the duplicate-job check looks
- * back that long), so the next run starts afresh.
+ * BCDA's job answered 202 again at the same progress: adds the time since
+ * the last answer to how long it has stalled, each gap counting for at
+ * most twice poll_max (a jump of the clock, or a stop of the daemon, adds
+ * little; a clock gone back adds nothing).  Returns 1 when it has stalled
+ * for bcda_job_timeout: BCDA's status handler has no timeout, so without
+ * this the job would be polled forever and its profile would export
+ * nothing more.  By then BCDA no longer counts it against a new export
+ * (the duplicate-job check looks back that long): the next run starts one.
  */
-static void
-stuck(struct ejob *j, time_t now)
+static int
+stalled(struct ejob *j, time_t now)
 {
-	char pct[16];
+	const struct config *c = j->e->cfg;
+	int64_t gap;
 
+	if (j->polled_at == 0 || now <= j->polled_at)
+		return 0;
+	gap = (int64_t)(now - j->polled_at);
+	if (gap > 2 * (int64_t)c->poll_max)
+		gap = 2 * (int64_t)c->poll_max;
+	j->row.progress_stalled += gap;
+	if (j->row.progress_stalled < c->bcda_job_timeout) {
+		ej_save(j);
+		return 0;
+	}
 	if (j->row.progress < 0)
-		snprintf(pct, sizeof(pct), "no percentage");
+		ej_fail(j, "BCDA's job has not moved (no percentage) for %lld "
+		    "min: given up (bcda_job_timeout); BCDA no longer counts it "
+		    "against a new export, so the next run starts one",
+		    (long long)(j->row.progress_stalled + 59) / 60);
 	else
-		snprintf(pct, sizeof(pct), "at %d%%", j->row.progress);
-	ej_fail(j, "BCDA's job has not moved (%s) for %lld h: given up "
-	    "(bcda_job_timeout); BCDA no longer counts it against a new "
-	    "export, so the next run starts one",
-	    pct, (long long)(now - j->row.progress_at) / 3600);
+		ej_fail(j, "BCDA's job has not moved (at %d%%) for %lld min: "
+		    "given up (bcda_job_timeout); BCDA no longer counts it "
+		    "against a new export, so the next run starts one",
+		    j->row.progress, (long long)(j->row.progress_stalled + 59) /
+		    60);
+	return 1;
 }
 
 static void
@@ -590,16 +610,14 @@ on_poll(struct ejob *j, const struct http_resp *resp)
 
 	if (resp->result == CURLE_OK && resp->status == 202) {
 		pct = bcda_parse_progress(resp->x_progress);
-		if (pct != j->row.progress || j->row.progress_at <= 0 ||
-		    j->row.progress_at > (int64_t)now) {
+		if (pct != j->row.progress) {
 			j->row.progress = pct;
-			j->row.progress_at = (int64_t)now;
+			j->row.progress_stalled = 0;
 			ej_save(j);
-		} else if ((int64_t)now - j->row.progress_at >=
-		    c->bcda_job_timeout) {
-			stuck(j, now);
+		} else if (stalled(j, now)) {
 			return;
 		}
+		j->polled_at = now;
 		ej_ok(j);
 		/* BCDA never sends Retry-After here: our own schedule. */
 		ej_due(j, ej_backoff(c->poll_min, c->poll_max, ++j->polls));

@@ -67,7 +67,7 @@ struct job_row {
 	int		 kickoffs;	/* BCDA jobs started for this job */
 	char		*status_url;	/* Content-Location of the kickoff */
 	int		 progress;	/* percent, -1 unknown */
-	int64_t		 progress_at;	/* when it last moved (or POLL began) */
+	int64_t		 progress_stalled; /* s at the same progress, polled */
 	char		*transaction_time; /* from the manifest, verbatim */
 	int64_t		 completed_at;	/* when the manifest was first seen */
 	char		*out_dir;	/* local directory of this export */

@@ -101,7 +101,7 @@
 	X(scope,		TEXT,	SAVED,	scope) \
 	X(since_mode,		INT,	SAVED,	since_mode) \
 	X(runout,		INT,	SAVED,	runout) \
-	X(progress_at,		I64,	SAVED,	progress_at)
+	X(progress_stalled,	I64,	SAVED,	progress_stalled)
 
 #define FILE_COLUMNS(X) \
 	X(job_id,		I64,	FIXED,	job_id) \
