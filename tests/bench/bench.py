@@ -34,6 +34,11 @@ Then, once each:
               files to the same moto at the same concurrency; `aws s3 cp
               --recursive` beside them; moto's CPU s/GB in each, and how
               busy the machine's CPUs were during bcdad's run
+  S3 paced    the same two runs, local-only and S3 on, with a second nginx
+              answering the file requests no faster than half the upload
+              limit's rate (limit_req): the overlap where moto, not bcdad,
+              would otherwise set the pace (on 2 cores moto alone takes
+              longer than bcdad's whole local-only run)
 Also: bench_pipeline, the data path on memory (no network, no disk), and
 bench_store, durable file transitions per second and a start-up reading
 100,000 file rows.
@@ -80,9 +85,10 @@ def vm_hwm(pid):
 class Nginx:
     """nginx on loopback: /data/ from root, the rest to the emulator."""
 
-    def __init__(self, workdir, root, upstream):
+    def __init__(self, workdir, root, upstream, per_minute=0):
         self.port = free_port()
         self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
         conf = os.path.join(workdir, "nginx.conf")
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.makedirs(os.path.join(workdir, d), exist_ok=True)
@@ -104,6 +110,7 @@ http {
     fastcgi_temp_path %(dir)s/fastcgi;
     uwsgi_temp_path %(dir)s/uwsgi;
     scgi_temp_path %(dir)s/scgi;
+    %(zone)s
     server {
         listen 127.0.0.1:%(port)d;
         location /data/ {
@@ -112,6 +119,7 @@ http {
             types { }
             default_type application/fhir+ndjson;
             add_header Content-Encoding gzip;
+            %(limit)s
         }
         location / {
             proxy_pass http://127.0.0.1:%(up)d;
@@ -122,7 +130,10 @@ http {
     }
 }
 """ % {"user": "user root;" if os.geteuid() == 0 else "", "dir": workdir,
-       "port": self.port, "root": root, "up": upstream})
+       "port": self.port, "root": root, "up": upstream,
+       "zone": "limit_req_zone $server_port zone=paced:1m rate=%dr/m;" % per_minute
+       if per_minute else "",
+       "limit": "limit_req zone=paced burst=100000;" if per_minute else ""})
         self.access_log = os.path.join(workdir, "access.log")
         self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
                                       "-e", os.path.join(workdir, "nginx.err")],
@@ -201,8 +212,11 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
         prober.start()
     cpu0, t0, busy0 = proc_cpu(pid), time.monotonic(), machine_busy()
     in_s3 = None        # files S3 had when the last download ended
+    downloaded = None   # seconds until then
     while True:
         j = env.job(jid)
+        if j["state"] != "DOWNLOAD" and downloaded is None:
+            downloaded = time.monotonic() - t0
         if j["state"] != "DOWNLOAD" and in_s3 is None and "S3_PUT" in until:
             with env.db() as c:
                 in_s3 = c.execute("SELECT COUNT(*) FROM files WHERE job_id = ? AND "
@@ -221,7 +235,7 @@ def bcdad_run(env, par, until=("DOWNLOAD",), probe=None):
     env.stop()
     return {"wall": wall, "cpu": cpu, "rss": rss, "ndjson": j["bytes"],
             "files": j["files_total"], "job": jid, "busy": busy[0] / max(busy[1], 1),
-            "in_s3_at_download_end": in_s3}
+            "in_s3_at_download_end": in_s3, "downloaded": downloaded}
 
 
 def machine_busy():
@@ -360,6 +374,24 @@ def s3_runs(env, par):
     return run, cli, up
 
 
+def paced_runs(env, www, par, confs, base, per_minute):
+    """The export local-only, then with S3 on, nginx answering per_minute
+    file requests a minute at most (limit_req; the rest wait their turn):
+    the overlap of uploads and downloads when the files come slower than
+    moto takes them in.  confs: the two configurations, written for the
+    nginx at base."""
+    slow = Nginx(os.path.join(env.dir, "paced"), www, env.emu.port, per_minute=per_minute)
+    try:
+        runs = []
+        for conf, until in zip(confs, (("DOWNLOAD",), ("DOWNLOAD", "S3_PUT"))):
+            with open(env.conf, "w") as f:
+                f.write(conf.replace(base, slow.base))
+            runs.append(bcdad_run(env, par, until=until))
+        return runs
+    finally:
+        slow.stop()
+
+
 def median(runs, key):
     v = sorted(r[key] for r in runs)
     return v[len(v) // 2]
@@ -404,8 +436,8 @@ def main():
         env.write_config(profile_extra="resource_types = ExplanationOfBenefit",
                          daemon_extra="max_downloads = %d\nmax_downloads_per_job = %d\n"
                          "log_level = warning" % (par, par))
-        text = open(env.conf).read().replace("log_level = debug\n", "")
-        open(env.conf, "w").write(text)
+        local_conf = open(env.conf).read().replace("log_level = debug\n", "")
+        open(env.conf, "w").write(local_conf)
         print("generating %.0f MB of BCDA-shaped EOB files (the first export)..." % size,
               flush=True)
         first = bcdad_run(env, par)
@@ -503,8 +535,22 @@ def main():
                   s3run["wall"] / local, local, s3run["wall"] / s3lim, s3lim,
                   os.cpu_count(), 100 * s3run["busy"], 100 * median(runs["bcdad"], "busy"),
                   os.cpu_count(), cpu_floor, cpu_floor / local))
-        print("S3 had %d of the %d files when the last download ended" % (
-            s3run["in_s3_at_download_end"], s3run["files"]))
+        print("S3 had %d of the %d files when the last download ended, %.2f s into the "
+              "%.2f s" % (s3run["in_s3_at_download_end"], s3run["files"], s3run["downloaded"],
+                          s3run["wall"]))
+        # The overlap where moto is not the bottleneck: the downloads held
+        # to half the upload limit's rate, as when the target was set
+        # (bcdad then downloaded slower than moto takes files in).
+        pace = up["ndjson"] / up["wall"] / 2
+        per_minute = int(pace * 60 * len(urls) / ndjson)
+        paced = paced_runs(env, www, par, (local_conf, open(env.conf).read()), ngx.base,
+                           per_minute)
+        print("files served at %d a minute (nginx limit_req: %.0f MB/s of NDJSON, half the "
+              "upload limit): local-only %.2f s, S3 on %.2f s = %.2fx; "
+              "S3 had %d of the %d files when the last download ended" % (
+                  per_minute, pace / MB, paced[0]["wall"], paced[1]["wall"],
+                  paced[1]["wall"] / paced[0]["wall"], paced[1]["in_s3_at_download_end"],
+                  paced[1]["files"]))
         results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "kernel": platform.release()},
@@ -525,11 +571,17 @@ def main():
                           "machine_busy": s3run["busy"],
                           "cpu_floor_s": cpu_floor,
                           "in_s3_at_download_end": s3run["in_s3_at_download_end"],
+                          "downloads_end_s": s3run["downloaded"],
                           "curl_upload_wall_s": up["wall"],
                           "curl_upload_moto_cpu_s_per_gb": up["moto_cpu"] / gb,
                           "awscli_wall_s": cli["wall"],
                           "awscli_cpu_s_per_gb": cli["cpu"] / gb,
-                          "awscli_moto_cpu_s_per_gb": cli["moto_cpu"] / gb}}
+                          "awscli_moto_cpu_s_per_gb": cli["moto_cpu"] / gb,
+                          "paced_ndjson_mb_s": pace / MB,
+                          "paced_local_wall_s": paced[0]["wall"],
+                          "paced_s3_wall_s": paced[1]["wall"],
+                          "paced_ratio_to_local": paced[1]["wall"] / paced[0]["wall"],
+                          "paced_in_s3_at_download_end": paced[1]["in_s3_at_download_end"]}}
         outdir = os.path.join(HERE, "results")
         os.makedirs(outdir, exist_ok=True)
         path = os.path.join(outdir, time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime()))
