@@ -197,20 +197,29 @@ ej_flush(struct ejob *j)
 	return rc;
 }
 
-/* Replaces the job's row with the stored one (see ej_record). */
+/*
+ * Replaces the job's row with the stored one (see ej_record).  Downloads
+ * being committed on the thread pool cannot be cancelled and still point
+ * into the job's files: the reload waits for them (the last one's end
+ * wakes the job), their records refused as stale meanwhile.
+ */
 int
 ej_reload(struct ejob *j)
 {
 	struct job_row row;
 	int rc;
 
+	ej_cancel_transfers(j);
+	if (j->ndl > 0) {
+		j->next_at = NEVER;
+		return 0;
+	}
 	if ((rc = store_job_get(j->e->st, j->row.id, &row)) != 0) {
 		ej_due(j, 5000);
 		return rc;
 	}
 	JLOG(LOG_LVL_WARN, j, "reloaded: the database holds it in %s",
 	    job_state_name(row.state));
-	ej_cancel_transfers(j);
 	ej_free_files(j);
 	job_row_clear(&j->row);
 	j->row = row;

@@ -953,6 +953,68 @@ T_TEST(t_renamed_file_is_read_back_not_refetched)
 	world_free(&w);
 }
 
+/* Two files of one type, the second held while the test says so. */
+#define DATA2	BASE "/data/42/b.ndjson"
+#define MANIFEST2 "{\"transactionTime\":\"2026-01-02T03:04:05.678-04:00\"," \
+	"\"request\":\"" BASE "/api/v2/Group/all/$export\"," \
+	"\"requiresAccessToken\":true,\"output\":[{\"type\":\"Patient\"," \
+	"\"url\":\"" DATA "\"},{\"type\":\"Patient\",\"url\":\"" DATA2 \
+	"\"}],\"error\":[],\"JobID\":42}"
+
+static int
+bcda_two_files(const char *method, const char *url, struct fake_answer *a)
+{
+	if (strcmp(url, STATUS) == 0 && strcmp(method, "GET") == 0) {
+		a->status = 200;
+		a->body = MANIFEST2;
+		return 1;
+	}
+	if (strcmp(url, DATA2) == 0)
+		return 0;
+	return bcda(method, url, a);
+}
+
+/*
+ * Someone else writes the job while two files are read back on the
+ * thread pool (renamed before a crash, unrecorded): the small one's
+ * record finds the job stale, and the reload waits for the large one's
+ * read-back, which still points into the job's files, instead of
+ * freeing them under it.
+ */
+T_TEST(t_stale_job_waits_for_its_commits)
+{
+	struct world w;
+	char path[300];
+	int64_t id;
+	FILE *f;
+	long i;
+
+	world_new(&w);
+	fake_answer = bcda_two_files;
+	hold_data = 1;
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DOWNLOAD), JOB_DOWNLOAD);
+	run_for(&w, id, JOB_DONE, 200);
+	put_final(&w, LINES);
+	snprintf(path, sizeof(path), "%s/out/A9994/2026-01-02T07:04:05.678Z/"
+	    "Patient-2.ndjson", w.dir);
+	T_ASSERT((f = fopen(path, "w")) != NULL);
+	for (i = 0; i < 400000; i++)
+		fprintf(f, "{\"resourceType\":\"Patient\",\"id\":\"%ld\"}\n", i);
+	T_EQ_INT(fclose(f), 0);
+	world_restart(&w);
+	fake_answer = bcda_two_files;
+	while (engine_active_downloads(w.e) < 2)
+		uv_run(&w.loop, UV_RUN_ONCE);
+	sql(&w, "UPDATE jobs SET state = %d WHERE id = %lld", (int)JOB_FAILED,
+	    (long long)id);
+	run_for(&w, id, JOB_NSTATES, 3000);
+	T_EQ_INT(engine_active_downloads(w.e), 0);
+	T_EQ_INT(engine_active_jobs(w.e), 0);
+	T_EQ_INT(query_int(&w, "SELECT state FROM jobs"), JOB_FAILED);
+	world_free(&w);
+}
+
 /*
  * A cancel while the download's commit (fsync and rename, on the thread
  * pool) is in flight: the job ends CANCELLED once the commit is back,
@@ -1049,4 +1111,5 @@ T_MAIN("engine",
     T_CASE(t_status_past_the_jobs_held_reads_the_store),
     T_CASE(t_a_bcda_job_that_never_moves_is_given_up),
     T_CASE(t_cancel_during_a_commit),
+    T_CASE(t_stale_job_waits_for_its_commits),
     T_CASE(t_cancel_during_a_credential_wait))
