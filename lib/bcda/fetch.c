@@ -217,7 +217,9 @@ static void	batch_after(uv_work_t *, int);
  * Runs on the thread pool: a file already under its final name, read
  * back through the validator for its lines, bytes and SHA-256, and made
  * durable (the crash may have come before the directory's fsync).  A
- * file that does not pass is unlinked, to be fetched again.
+ * file whose data do not pass is unlinked, to be fetched again; one the
+ * system could not read or sync (out of descriptors, EIO) is kept for
+ * the next try: it may be whole, and BCDA may have deleted its own copy.
  */
 static void
 verify_work(uv_work_t *w)
@@ -254,7 +256,7 @@ verify_work(uv_work_t *w)
 		    f->path, strerror(-rc));
 	close(f->fd);
 	f->fd = -1;
-	if (rc != 0)
+	if (rc <= GZ_ECORRUPT)
 		unlink(f->path);
 	f->w_rc = rc;
 }

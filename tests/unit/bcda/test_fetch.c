@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -293,9 +295,67 @@ T_TEST(t_free_while_a_batch_is_on_the_pool)
 	run_rm(&r);
 }
 
+/* Reads back text written under the final name; its callback's rc. */
+static int
+read_back(struct run *r, const char *text, int spare_fds)
+{
+	struct rlimit was, rl;
+	struct fetch *f;
+	char p[128];
+	FILE *fp;
+	int fd, rc;
+
+	snprintf(p, sizeof(p), "%s/Patient.ndjson", r->dir);
+	T_ASSERT((fp = fopen(p, "w")) != NULL);
+	T_ASSERT(fputs(text, fp) >= 0);
+	T_EQ_INT(fclose(fp), 0);
+	T_EQ_INT(getrlimit(RLIMIT_NOFILE, &was), 0);
+	if (spare_fds > 0) {
+		/* The lowest free descriptor and spare_fds - 1 above it. */
+		T_ASSERT((fd = dup(0)) >= 0);
+		close(fd);
+		rl = was;
+		rl.rlim_cur = (rlim_t)(fd + spare_fds);
+		T_EQ_INT(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+	r->done = 0;
+	rc = fetch_verify(&r->loop, r->dir, "Patient.ndjson", "Patient", 0,
+	    on_done, r, &f);
+	while (rc == 0 && !r->done)
+		uv_run(&r->loop, UV_RUN_ONCE);
+	T_EQ_INT(setrlimit(RLIMIT_NOFILE, &was), 0);
+	T_EQ_INT(rc, 0);
+	fetch_free(f);
+	return r->rc;
+}
+
+/*
+ * A file found under its final name after a crash is read back.  Data
+ * that do not pass are removed, to be fetched again; a file the system
+ * could not sync (here its directory, for want of a descriptor) is kept:
+ * it may be whole, and the next try reads it again.
+ */
+T_TEST(t_read_back_removes_bad_data_only)
+{
+	struct run r;
+
+	run_init(&r, 10, 0);
+	fetch_abort(r.f);
+	T_EQ_INT(read_back(&r, r.data, 0), 0);
+	T_ASSERT(exists(&r, "Patient.ndjson"));
+	T_EQ_INT(read_back(&r, r.data, 1), -EMFILE);
+	T_ASSERT(exists(&r, "Patient.ndjson"));
+	T_EQ_INT(read_back(&r, "{\"resourceType\":\"Patient\"\n", 0),
+	    NDJSON_EJSON);
+	T_ASSERT(!exists(&r, "Patient.ndjson"));
+	run_end(&r);
+	run_rm(&r);
+}
+
 T_MAIN("fetch",
     T_CASE(t_whole_file_through_the_pool),
     T_CASE(t_a_busy_worker_pauses_the_transfer),
     T_CASE(t_corrupt_body_fails_as_bad_data),
     T_CASE(t_truncated_body_fails_at_commit),
+    T_CASE(t_read_back_removes_bad_data_only),
     T_CASE(t_free_while_a_batch_is_on_the_pool))
