@@ -219,8 +219,14 @@ dl_done(struct http_req *r, void *arg)
 		d->committing = 0;
 		snprintf(what, sizeof(what), "%s", fetch_error(d->fetch));
 		fetch_abort(d->fetch);
-		ej_file_failed(j, d->idx, fetch_bad_data(d->fetch), -1, what);
+		/* The pool's last batch may have met a full disk already. */
+		idx = d->idx;
+		err = fetch_bad_data(d->fetch);
 		ej_dl_free(d);
+		if (shortage(rc))
+			starved(j, idx, shortage(rc), what);
+		else
+			ej_file_failed(j, idx, err, -1, what);
 		return;
 	}
 	fetch_abort(d->fetch);
