@@ -87,10 +87,14 @@ fail:
 	return rc;
 }
 
+/*
+ * Each directory made is synced into its parent: files recorded as saved
+ * under it must not vanish with it on a power loss.
+ */
 int
 fs_mkdir_p(const char *path, mode_t mode)
 {
-	char *p, *s;
+	char *p, *q, *s;
 	int rc = 0;
 
 	if ((s = strdup(path)) == NULL)
@@ -100,11 +104,19 @@ fs_mkdir_p(const char *path, mode_t mode)
 			char c = *p;
 
 			*p = '\0';
-			if (mkdir(s, mode) != 0 && errno != EEXIST) {
+			if (mkdir(s, mode) == 0) {
+				q = strrchr(s, '/');
+				if (q == s)
+					rc = fs_fsync_dir("/");
+				else if (q != NULL) {
+					*q = '\0';
+					rc = fs_fsync_dir(s);
+					*q = '/';
+				} else
+					rc = fs_fsync_dir(".");
+			} else if (errno != EEXIST)
 				rc = -errno;
-				break;
-			}
-			if ((*p = c) == '\0')
+			if (rc != 0 || (*p = c) == '\0')
 				break;
 		}
 	}
