@@ -14,6 +14,9 @@
 #include "util/fs.h"
 #include "util/iso8601.h"
 
+/* Exports of one transactionTime one profile keeps apart (export_dir). */
+#define EXPORT_DIRS	10000
+
 /* ---- NEW, TOKEN -------------------------------------------------------- */
 
 static int
@@ -452,6 +455,44 @@ type_ok(const char *t)
 	return 1;
 }
 
+/*
+ * The export's own directory, made: <storage_dir>/<profile>/<utc>, or
+ * <utc>.2, <utc>.3... when another export's files are there.  BCDA's
+ * v1/v2 transactionTime is BFD's last data load, the same for every
+ * export until the next one, and a file found in the directory after a
+ * crash is read back as this export's own: never one of another export.
+ * A directory holding no file is taken (a crash came before the job
+ * recorded it).
+ */
+static int
+export_dir(const struct profile *p, const char *utc, char **out)
+{
+	char *base, *dir;
+	int n, rc;
+
+	*out = NULL;
+	if (asprintf(&base, "%s/%s", p->storage_dir, p->name) < 0)
+		return -ENOMEM;
+	if ((rc = fs_mkdir_p(base, 0700)) != 0) {
+		free(base);
+		return rc;
+	}
+	for (n = 1, rc = -EEXIST; rc == -EEXIST && n <= EXPORT_DIRS; n++) {
+		if ((n == 1 ? asprintf(&dir, "%s/%s", base, utc) :
+		    asprintf(&dir, "%s/%s.%d", base, utc, n)) < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		if ((rc = fs_mkdir_unused(dir, 0700)) >= 0) {
+			*out = dir;
+			rc = 0;
+		} else
+			free(dir);
+	}
+	free(base);
+	return rc;
+}
+
 static void
 on_manifest(struct ejob *j, const struct http_resp *resp)
 {
@@ -480,8 +521,13 @@ on_manifest(struct ejob *j, const struct http_resp *resp)
 		ej_fail(j, "BCDA's manifest has an unreadable transactionTime");
 		return;
 	}
-	if (asprintf(&dir, "%s/%s/%s", p->storage_dir, p->name, utc) < 0 ||
-	    asprintf(&edir, "%s/errors", dir) < 0) {
+	if ((rc = export_dir(p, utc, &dir)) != 0) {
+		if (rc != -ENOMEM)
+			ej_retry(j, -1, "cannot create the export's directory in "
+			    "%s/%s: %s", p->storage_dir, p->name, strerror(-rc));
+		goto out;
+	}
+	if (asprintf(&edir, "%s/errors", dir) < 0) {
 		edir = NULL;
 		rc = -ENOMEM;
 		goto out;

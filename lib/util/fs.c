@@ -124,6 +124,53 @@ fs_mkdir_p(const char *path, mode_t mode)
 	return rc;
 }
 
+/* 1 if directory path holds a file anywhere beneath it, 0 if not. */
+static int
+holds_files(const char *path, int depth)
+{
+	struct dirent *de;
+	char sub[4096];
+	DIR *d;
+	int rc = 0;
+
+	if (depth > 8)
+		return 1;
+	if ((d = opendir(path)) == NULL)
+		return -errno;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (de->d_type != DT_DIR)
+			rc = 1;
+		else if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >=
+		    (int)sizeof(sub))
+			rc = -ENAMETOOLONG;
+		else
+			rc = holds_files(sub, depth + 1);
+	}
+	closedir(d);
+	return rc;
+}
+
+int
+fs_mkdir_unused(const char *path, mode_t mode)
+{
+	char *parent;
+	int rc;
+
+	if (mkdir(path, mode) != 0) {
+		if (errno != EEXIST)
+			return -errno;
+		rc = holds_files(path, 0);
+		return rc == 0 ? 1 : rc == 1 ? -EEXIST : rc;
+	}
+	if ((parent = strdup(path)) == NULL)
+		return -ENOMEM;
+	rc = fs_fsync_dir(dirname(parent));
+	free(parent);
+	return rc;
+}
+
 int
 fs_writable(const char *path)
 {

@@ -21,6 +21,12 @@ int	fs_write_atomic(const char *path, const void *buf, size_t len,
 /* Creates path and its missing parents with mode (e.g. 0700). */
 int	fs_mkdir_p(const char *path, mode_t mode);
 /*
+ * Creates directory path (its parent must exist) and syncs it into the
+ * parent: 0.  -EEXIST if path exists and holds a file anywhere beneath
+ * it; 1 if it exists holding none (only empty directories, or nothing).
+ */
+int	fs_mkdir_unused(const char *path, mode_t mode);
+/*
  * Whether this process can write in directory path, or create it: path
  * itself when it exists, else its nearest existing parent.  A read-only
  * mount (systemd's ProtectSystem=) answers -EROFS.

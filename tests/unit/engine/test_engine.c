@@ -26,6 +26,7 @@
 #include "engine/engine.h"
 #include "store/job.h"
 #include "store/store.h"
+#include "util/fs.h"
 #include "t.h"
 
 /* How far the wall clock has jumped, in seconds. */
@@ -504,6 +505,50 @@ T_TEST(t_stale_job_is_reloaded)
 	T_EQ_INT(engine_active_jobs(w.e), 0);
 	T_EQ_INT(run_for(&w, id, JOB_FAILED, 100), JOB_FAILED);
 	T_EQ_INT(fake_count("GET " STATUS), 0);
+	world_free(&w);
+}
+
+/*
+ * BCDA's v1/v2 transactionTime is BFD's last data load, the same for
+ * every export until the next: each export still gets a directory of its
+ * own, and fetches its own files instead of reading back another's.  A
+ * directory holding no file (a crash before its job recorded it) is
+ * taken; one holding any file is not.
+ */
+T_TEST(t_exports_of_one_transaction_time_keep_apart)
+{
+	struct world w;
+	char path[256];
+	FILE *f;
+	int64_t id;
+
+	world_new(&w);
+	id = run(&w, NULL, 0);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	id = run(&w, NULL, 1);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 2);
+	T_EQ_INT(query_int(&w, "SELECT count(DISTINCT out_dir) FROM jobs"), 2);
+	T_EQ_INT(query_int(&w, "SELECT out_dir LIKE '%/2026-01-02T07:04:05"
+	    ".678Z.2' FROM jobs WHERE id = 2"), 1);
+	snprintf(path, sizeof(path), "%s/out/A9994/2026-01-02T07:04:05.678Z.3"
+	    "/errors", w.dir);
+	T_EQ_INT(fs_mkdir_p(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/out/A9994/2026-01-02T07:04:05.678Z.4"
+	    "/errors", w.dir);
+	T_EQ_INT(fs_mkdir_p(path, 0700), 0);
+	strcat(path, "/OperationOutcome-1.ndjson");
+	T_ASSERT((f = fopen(path, "w")) != NULL);
+	T_EQ_INT(fclose(f), 0);
+	id = run(&w, NULL, 1);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	id = run(&w, NULL, 1);
+	T_EQ_INT(run_until(&w, id, JOB_DONE), JOB_DONE);
+	T_EQ_INT(fake_count("GET " DATA), 4);
+	T_EQ_INT(query_int(&w, "SELECT out_dir LIKE '%.3' FROM jobs WHERE "
+	    "id = 3"), 1);
+	T_EQ_INT(query_int(&w, "SELECT out_dir LIKE '%.5' FROM jobs WHERE "
+	    "id = 4"), 1);
 	world_free(&w);
 }
 
@@ -1096,6 +1141,7 @@ T_MAIN("engine",
     T_CASE(t_cancel_unanswered_kickoff),
     T_CASE(t_shutdown_with_download_in_flight),
     T_CASE(t_since_override_and_full),
+    T_CASE(t_exports_of_one_transaction_time_keep_apart),
     T_CASE(t_failed_transition_is_written_again_not_redone),
     T_CASE(t_failed_file_write_is_written_again_not_refetched),
     T_CASE(t_stale_job_is_reloaded),
