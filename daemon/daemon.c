@@ -234,26 +234,65 @@ signal_cb(uv_signal_t *s, int signum)
 	shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/*
+ * The runtime directory and the directories above it that do not exist
+ * yet, each mode 0750 with the control socket's group: umask 077 would
+ * make them 0700, and then neither control_group nor the daemon's group
+ * could reach the socket.  0750 lets through exactly the group the
+ * socket's 0660 lets in (control_group, else the daemon's own, as a new
+ * directory has), and lets no one else even look up the name.  A
+ * directory that exists is left as it is: the unit's RuntimeDirectory=
+ * made it, or it is shared, such as /run itself.
+ */
+static int
+make_runtime_dir(const char *dir, long gid)
+{
+	char *s, *p, c;
+	int rc = 0;
+
+	if ((s = strdup(dir)) == NULL)
+		return -ENOMEM;
+	for (p = s + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		c = *p;
+		*p = '\0';
+		if (mkdir(s, 0750) == 0) {
+			if ((gid >= 0 && chown(s, (uid_t)-1, (gid_t)gid) != 0) ||
+			    chmod(s, 0750) != 0) {
+				rc = -errno;
+				log_errx("cannot give %s mode 0750 and the control "
+				    "socket's group: %s", s, strerror(errno));
+				break;
+			}
+		} else if (errno != EEXIST) {
+			rc = -errno;
+			log_errx("cannot create %s: %s", s, strerror(errno));
+			break;
+		}
+		if ((*p = c) == '\0')
+			break;
+	}
+	free(s);
+	return rc;
+}
+
 static int
 make_dirs(const struct config *c)
 {
-	/*
-	 * Data and state are the daemon user's alone; the runtime directory
-	 * lets the control socket's group reach the socket.
-	 */
-	const char *dirs[] = { c->state_dir, c->runtime_dir, c->storage_dir };
-	const mode_t modes[] = { 0700, 0750, 0700 };
+	/* Data and state are the daemon user's alone. */
+	const char *dirs[] = { c->state_dir, c->storage_dir };
 	size_t i;
 	int rc;
 
 	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if ((rc = fs_mkdir_p(dirs[i], modes[i])) != 0) {
+		if ((rc = fs_mkdir_p(dirs[i], 0700)) != 0) {
 			log_errx("cannot create %s: %s", dirs[i],
 			    strerror(-rc));
 			return rc;
 		}
 	}
-	return 0;
+	return make_runtime_dir(c->runtime_dir, c->control_gid);
 }
 
 /*

@@ -469,16 +469,53 @@ def test_check_storage_writable(env):
     check(env.stop() == 0, "clean stop")
 
 
+def as_nobody(env, *args):
+    """bcdad ARGS over env's socket, run as nobody (in group nogroup alone):
+    a client that is neither root nor the daemon's user or group."""
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    return subprocess.run([harness.BIN, "-s", env.sock] + list(args), capture_output=True,
+                          text=True, timeout=30, preexec_fn=drop)
+
+
 def test_control_group(env):
-    """control_group gives the control socket its group (status access
-    apart from the data); an unknown group is a configuration error."""
+    """control_group gives the control socket its group: its members (here
+    nobody, whose group is nogroup) reach the socket for status, through a
+    runtime directory the daemon made 0750 with that group, and are refused
+    run; without control_group the directory is 0750 with the daemon's own
+    group, and one that already exists is left alone.  An unknown group is
+    a configuration error."""
     import grp
     g = grp.getgrnam("nogroup")
+    os.chmod(env.dir, 0o711)        # let nobody through to runtime_dir
     env.write_config(daemon_extra="control_group = nogroup")
     env.start()
     st = os.stat(env.sock)
     check(st.st_gid == g.gr_gid and stat.S_IMODE(st.st_mode) == 0o660,
           "socket group %d mode %o" % (st.st_gid, stat.S_IMODE(st.st_mode)))
+    st = os.stat(env.run_dir)
+    check(st.st_gid == g.gr_gid and stat.S_IMODE(st.st_mode) == 0o750,
+          "runtime_dir group %d mode %o" % (st.st_gid, stat.S_IMODE(st.st_mode)))
+    r = as_nobody(env, "status", "--json")
+    check(r.returncode == 0 and json.loads(r.stdout) == [], "status as nobody: %r" % (r,))
+    r = as_nobody(env, "run", env.profile)
+    check(r.returncode == 1 and "permission denied" in r.stderr, "run as nobody: %r" % (r,))
+    check(env.stop() == 0, "clean stop")
+    # Without control_group: the daemon's group alone.
+    os.rmdir(env.run_dir)
+    env.write_config()
+    env.start()
+    st = os.stat(env.run_dir)
+    check(st.st_gid == os.getegid() and stat.S_IMODE(st.st_mode) == 0o750,
+          "runtime_dir group %d mode %o" % (st.st_gid, stat.S_IMODE(st.st_mode)))
+    r = as_nobody(env, "status")
+    check(r.returncode == 1 and "Permission denied" in r.stderr, "status as nobody: %r" % (r,))
+    check(env.stop() == 0, "clean stop")
+    os.chmod(env.run_dir, 0o700)
+    env.start()
+    check(stat.S_IMODE(os.stat(env.run_dir).st_mode) == 0o700, "an existing runtime_dir changed")
     check(env.stop() == 0, "clean stop")
     env.write_config(daemon_extra="control_group = no-such-group-here")
     r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
