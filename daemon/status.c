@@ -17,6 +17,45 @@
 #include "bcdad.h"
 
 /*
+ * A row's string as JSON, null for NULL.  json_pack refuses bytes that are
+ * not UTF-8, and one such string would fail the whole status page; rows
+ * can hold them (a Latin-1 type_filter or storage_dir from before the
+ * configuration refused them, an error message cut inside a character),
+ * so each byte that does not fit becomes U+FFFD.
+ */
+static json_t *
+jstr(const char *s)
+{
+	size_t len, ok;
+	json_t *v;
+	char *fixed, *p;
+
+	if (s == NULL)
+		return json_null();
+	len = strlen(s);
+	if ((ok = config_utf8_valid(s, len)) == len)
+		return json_stringn(s, len);
+	if ((fixed = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	for (p = fixed; ; ) {
+		memcpy(p, s, ok);
+		p += ok;
+		s += ok;
+		len -= ok;
+		if (len == 0)
+			break;
+		memcpy(p, "\xef\xbf\xbd", 3);
+		p += 3;
+		s++;
+		len--;
+		ok = config_utf8_valid(s, len);
+	}
+	v = json_stringn(fixed, (size_t)(p - fixed));
+	free(fixed);
+	return v;
+}
+
+/*
  * The jobs' objects, and the same by id, for the file tallies: one query
  * for the jobs and one for the tallies of them all, however many.
  */
@@ -34,18 +73,18 @@ status_job(struct job_row *r, void *arg)
 	char id[24];
 	json_t *o;
 
-	o = json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
-	    "s:I, s:s?, s:s?, s:s?, s:I, s:I, s:i, s:s?, s:b}",
-	    "id", (json_int_t)r->id, "profile", r->profile,
+	o = json_pack("{s:I, s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
+	    "s:I, s:o, s:o, s:o, s:I, s:I, s:i, s:o, s:b}",
+	    "id", (json_int_t)r->id, "profile", jstr(r->profile),
 	    "state", job_state_name(r->state), "progress", r->progress,
 	    "files_total", 0, "files_done", 0, "files_failed", 0, "bytes", 0,
 	    "resources", 0, "created_at", (json_int_t)r->created_at,
 	    "updated_at", (json_int_t)r->updated_at,
-	    "transaction_time", r->transaction_time,
-	    "dir", r->out_dir, "last_error", r->last_error,
+	    "transaction_time", jstr(r->transaction_time),
+	    "dir", jstr(r->out_dir), "last_error", jstr(r->last_error),
 	    "errors", (json_int_t)(r->err_counts[0] + r->err_counts[1]),
 	    "warnings", (json_int_t)r->err_counts[2],
-	    "error_lines", 0, "scope", r->scope, "runout", r->runout);
+	    "error_lines", 0, "scope", jstr(r->scope), "runout", r->runout);
 	if (o == NULL)
 		return -ENOMEM;
 	snprintf(id, sizeof(id), "%lld", (long long)r->id);
@@ -136,8 +175,8 @@ status_mark(const struct mark_row *m, void *arg)
 	if ((p = json_object_get(by, m->profile)) == NULL)
 		return 0;	/* no longer configured */
 	json_array_append_new(json_object_get(p, "watermarks"), json_pack(
-	    "{s:s, s:s, s:I, s:I}", "scope", m->scope, "transaction_time",
-	    m->transaction_time, "moved_at", (json_int_t)m->updated_at,
+	    "{s:o, s:o, s:I, s:I}", "scope", jstr(m->scope),
+	    "transaction_time", jstr(m->transaction_time), "moved_at", (json_int_t)m->updated_at,
 	    "job", (json_int_t)m->job_id));
 	return 0;
 }
@@ -179,10 +218,10 @@ static int
 detail_history(int64_t at, enum job_state from, enum job_state to,
     const char *reason, void *arg)
 {
-	json_array_append_new(arg, json_pack("{s:I, s:s?, s:s, s:s?}", "at",
+	json_array_append_new(arg, json_pack("{s:I, s:s?, s:s, s:o}", "at",
 	    (json_int_t)at, "from", (int)from < 0 ? NULL :
 	    job_state_name(from), "to", job_state_name(to), "reason",
-	    reason));
+	    jstr(reason)));
 	return 0;
 }
 
@@ -191,13 +230,13 @@ detail_file(struct file_row *f, void *arg)
 {
 	static const char *const s3[] = { "pending", "stored", "failed" };
 
-	json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, "
-	    "s:s, s:s?}", "name", f->name, "kind", f->kind == FILE_OUTPUT ?
+	json_array_append_new(arg, json_pack("{s:o, s:s, s:s, s:I, s:I, s:i, "
+	    "s:s, s:o}", "name", jstr(f->name), "kind", f->kind == FILE_OUTPUT ?
 	    "output" : "error", "state", f->state == FILE_DONE ? "done" :
 	    f->state == FILE_FAILED ? "failed" : "pending", "lines",
 	    (json_int_t)f->lines, "bytes", (json_int_t)f->bytes, "attempts",
 	    f->attempts, "s3", (unsigned)f->s3_state < 3 ? s3[f->s3_state] :
-	    "?", "last_error", f->last_error));
+	    "?", "last_error", jstr(f->last_error)));
 	return 0;
 }
 

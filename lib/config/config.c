@@ -309,6 +309,21 @@ conf_reader(char *buf, int size, void *arg)
 }
 
 /*
+ * A value must be UTF-8: it reaches job rows and the JSON of status, which
+ * cannot carry other bytes (a file saved in Latin-1, say).  Returns 1 when
+ * it is, or 0 after recording the problem.
+ */
+static int
+value_utf8(struct parse_state *ps, const char *name, const char *value)
+{
+	if (config_utf8_valid(value, strlen(value)) == strlen(value))
+		return 1;
+	conf_error(ps, ps->line, "the value of \"%s\" is not valid UTF-8; "
+	    "save the file as UTF-8", name);
+	return 0;
+}
+
+/*
  * The libinih handler, once per key (and per continuation line).  It
  * always returns 1: problems are recorded here with their line, so
  * libinih's return value only carries its own syntax errors.
@@ -324,8 +339,12 @@ conf_handler(void *arg, const char *section, const char *name,
 	ps->pending = 0;
 	ps->have_prev = 1;
 	if (ps->cont) {
-		if (ps->kind != SECT_IGNORE)
+		if (ps->kind == SECT_IGNORE)
+			return 1;
+		if (value_utf8(ps, name, value))
 			conf_key_continue(ps, name, value);
+		else if (ps->last_key != -1)
+			ps->keybad[ps->last_key] = 1;
 		return 1;
 	}
 
@@ -355,6 +374,10 @@ conf_handler(void *arg, const char *section, const char *name,
 		return 1;
 	}
 	ps->keyline[key] = ps->line;
+	if (!value_utf8(ps, name, value)) {
+		ps->keybad[key] = 1;
+		return 1;
+	}
 	conf_key_set(ps, key, name, value);
 	return 1;
 }

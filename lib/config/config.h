@@ -158,6 +158,12 @@ int		 config_parse_size(const char *, long long min, long long max,
 		    long long *);			/* 123, 8K, 8M, 1G */
 int		 config_parse_bool(const char *, int *); /* yes/no/true/... */
 int		 config_parse_date(const char *, int64_t *); /* YYYY-MM-DD, UTC */
+/*
+ * The length of the longest prefix of s[0..len) that is valid UTF-8 (no
+ * overlong forms, surrogates or code points past U+10FFFF, as JSON
+ * needs): len when all of it is.
+ */
+size_t		 config_utf8_valid(const char *s, size_t len);
 int		 config_type_index(const char *);	/* -1: unknown type */
 int		 config_type_in_version(const char *, int version);
 void		 config_types_for_version(int version, char *, size_t);

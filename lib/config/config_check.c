@@ -69,6 +69,40 @@ graph_ascii(const char *s, size_t min, size_t max)
 	return 1;
 }
 
+size_t
+config_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned long cp;
+	size_t i = 0, n, k;
+
+	while (i < len) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (p[i] >= 0xc2 && p[i] <= 0xdf)
+			n = 1;
+		else if ((p[i] & 0xf0) == 0xe0)
+			n = 2;
+		else if (p[i] >= 0xf0 && p[i] <= 0xf4)
+			n = 3;
+		else
+			break;
+		if (len - i <= n)
+			break;
+		cp = p[i] & (0x3f >> n);
+		for (k = 1; k <= n && (p[i + k] & 0xc0) == 0x80; k++)
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		if (k <= n || (n == 2 && (cp < 0x800 ||
+		    (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			break;
+		i += n + 1;
+	}
+	return i;
+}
+
 /*
  * Profile names become directory names and log fields, so they are kept
  * to a safe alphabet: ACO ids such as A9994, SBXBM0002 and GUIDE-0001.

@@ -384,6 +384,38 @@ def test_status_output(env):
           "profiles table: %r" % out)
 
 
+def test_status_of_rows_not_utf8(env):
+    """Rows holding bytes that are not UTF-8 (a Latin-1 type_filter or
+    storage_dir from before the configuration refused them, an error
+    message cut inside a character) show with U+FFFD in their place, and
+    the rest of status and history still answers."""
+    import sqlite3
+    env.start()
+    jid = env.run()
+    env.wait_done(jid)
+    check(env.stop() == 0, "clean stop")
+    bad = b"caf\xe9 \xe2\x80"
+    db = sqlite3.connect(os.path.join(env.state, "bcdad.db"))
+    for sql in ("UPDATE jobs SET last_error = CAST(? AS TEXT), scope = CAST(? AS TEXT), "
+                "out_dir = CAST(? AS TEXT)",
+                "UPDATE watermark SET scope = CAST(? AS TEXT)",
+                "UPDATE job_history SET reason = CAST(? AS TEXT)",
+                "UPDATE files SET last_error = CAST(? AS TEXT)"):
+        db.execute(sql, (bad,) * sql.count("?"))
+    db.commit()
+    db.close()
+    env.start()
+    j = env.job(jid)
+    for k in ("last_error", "scope", "dir"):
+        check(j[k].startswith("caf\ufffd "), "status %s: %r" % (k, j[k]))
+    check(str(jid) in env.cli("status").stdout, "status table")
+    profs = json.loads(env.cli("status", "--profiles", "--json").stdout)
+    check(profs[0]["watermarks"][0]["scope"].startswith("caf\ufffd "), "watermark: %r" % profs)
+    h = json.loads(env.cli("history", str(jid), "--json").stdout)
+    check(all(x["reason"].startswith("caf\ufffd ") for x in h["history"]) and
+          all(f["last_error"].startswith("caf\ufffd ") for f in h["files"]), "history: %r" % h)
+
+
 def test_help_and_check(env):
     r = subprocess.run([harness.BIN, "-h"], capture_output=True, text=True, timeout=10)
     check(r.returncode == 0, "-h exited %d" % r.returncode)

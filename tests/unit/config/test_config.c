@@ -401,6 +401,46 @@ T_TEST(test_type_filter)
 	    "several lines, so remove the indentation");
 }
 
+/*
+ * Values must be UTF-8: they reach job rows and status's JSON, which
+ * cannot carry other bytes.  A file saved in Latin-1 is refused with the
+ * line of each bad value, a continuation line included.
+ */
+T_TEST(test_utf8_values)
+{
+	struct config *c;
+
+	T_FAILS("[daemon]\nstorage_dir = /data/caf\xe9\n"
+	    "[profile A]\napi_version = v3\n"
+	    "type_filter = ExplanationOfBenefit?_tag=S\xe9\n"
+	    "  ,more\xff\n" GOOD_PROFILE, 3);
+	T_ERR(2, "the value of \"storage_dir\" is not valid UTF-8; save the "
+	    "file as UTF-8");
+	T_ERR(5, "the value of \"type_filter\" is not valid UTF-8; save the "
+	    "file as UTF-8");
+	T_ERR(6, "the value of \"type_filter\" is not valid UTF-8; save the "
+	    "file as UTF-8");
+
+	/* UTF-8 is kept as written, in values and comments alike. */
+	c = load("; caf\xc3\xa9\n[daemon]\nstorage_dir = /data/caf\xc3\xa9 "
+	    "\xf0\x9f\x98\x80\n[profile A]\n" GOOD_PROFILE);
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_STR(c->storage_dir, "/data/caf\xc3\xa9 \xf0\x9f\x98\x80");
+	config_free(c);
+
+	T_EQ_INT(config_utf8_valid("ab\xc3\xa9", 4), 4);
+	T_EQ_INT(config_utf8_valid("ab\xc3", 3), 2);		/* cut */
+	T_EQ_INT(config_utf8_valid("ab\xe2\x82", 4), 2);	/* cut */
+	T_EQ_INT(config_utf8_valid("a\xc0\xaf", 3), 1);	/* overlong */
+	T_EQ_INT(config_utf8_valid("a\xe0\x80\xaf", 4), 1);	/* overlong */
+	T_EQ_INT(config_utf8_valid("a\xed\xa0\x80", 4), 1);	/* surrogate */
+	T_EQ_INT(config_utf8_valid("a\xf4\x90\x80\x80", 5), 1); /* > U+10FFFF */
+	T_EQ_INT(config_utf8_valid("a\xf4\x8f\xbf\xbf", 5), 5); /* U+10FFFF */
+	T_EQ_INT(config_utf8_valid("a\xe9z", 3), 1);		/* Latin-1 */
+	T_EQ_INT(config_utf8_valid("a\x80", 2), 1);		/* stray */
+}
+
 T_TEST(test_since)
 {
 	static const char *const good[] = {
@@ -1363,6 +1403,7 @@ T_MAIN("config",
     T_CASE(test_unknown_key_and_section),
     T_CASE(test_resource_types),
     T_CASE(test_type_filter),
+    T_CASE(test_utf8_values),
     T_CASE(test_since),
     T_CASE(test_base_url),
     T_CASE(test_profile_names),
