@@ -20,7 +20,7 @@
 #define CTL_EVICT_MS	250		/* silent this long: may be dropped */
 #define CTL_PAGE_MAX	200		/* jobs in one status answer */
 #define CTL_MAX_CONNS	64		/* open at once (at most); the oldest goes */
-#define CTL_SOCKET_NAME	"bcdad.sock"
+#define CTL_SOCKET_NAME	CONFIG_SOCKET_NAME
 
 #define DEFAULT_CONFIG	"/etc/bcdad/bcdad.conf"
 

@@ -375,6 +375,14 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, long gid,
 		if ((rc = uv_pipe_open(&ctl->server, fd)) != 0)
 			goto fail;
 	} else {
+		/* uv_pipe_bind would bind a name cut short, silently. */
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			log_errx("control socket %s: the path is %zu bytes, a "
+			    "Unix socket's may have at most %zu; use a shorter "
+			    "runtime_dir", path, strlen(path),
+			    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			goto fail_quiet;
+		}
 		if (socket_in_use(path)) {
 			log_errx("control socket %s is in use by another "
 			    "process; not replacing it", path);
@@ -384,13 +392,14 @@ ctl_listen(uv_loop_t *loop, struct engine *e, const char *path, long gid,
 		old = umask(0117);
 		rc = uv_pipe_bind(&ctl->server, path);
 		umask(old);
-		if (rc != 0 || chmod(path, 0660) != 0)
+		if (rc != 0)
 			goto fail;
-		if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+		ctl->path = strdup(path);
+		if (chmod(path, 0660) != 0 || (gid >= 0 &&
+		    chown(path, (uid_t)-1, (gid_t)gid) != 0)) {
 			rc = -errno;
 			goto fail;
 		}
-		ctl->path = strdup(path);
 	}
 	if ((rc = uv_listen((uv_stream_t *)&ctl->server, SOMAXCONN,
 	    connection_cb)) != 0)
@@ -400,6 +409,9 @@ fail:
 	log_errx("control socket %s: %s", fd >= 0 ? "(activated)" : path,
 	    uv_strerror(rc));
 fail_quiet:
+	/* A socket bound here goes too, not left for the next start. */
+	if (ctl->path != NULL)
+		unlink(ctl->path);
 	uv_close((uv_handle_t *)&ctl->server, server_free_cb);
 	return NULL;
 }

@@ -35,6 +35,8 @@
 #define CONFIG_MAX_PROFILES	256
 #define CONFIG_MAX_TYPES	8
 #define CONFIG_PROFILE_NAME_MAX	64
+/* The control socket, <runtime_dir>/CONFIG_SOCKET_NAME. */
+#define CONFIG_SOCKET_NAME	"bcdad.sock"
 
 enum bcda_endpoint {
 	EP_PATIENT,		/* /Patient/$export */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "config_parse.h"
 
@@ -21,6 +22,9 @@
 #define MULTIPART_MIN		(5 * MIB)	/* S3's smallest part */
 #define MULTIPART_MAX		(5 * 1024 * MIB) /* S3's largest PUT */
 #define MULTIPART_DEFAULT	(8 * MIB)	/* as the AWS CLI */
+/* A socket path's bytes without its NUL, and what leaves for the dir. */
+#define SUN_PATH_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define RUNTIME_DIR_MAX	(SUN_PATH_MAX - sizeof("/" CONFIG_SOCKET_NAME) + 1)
 
 enum daemon_key {
 	DK_STATE_DIR,
@@ -375,6 +379,20 @@ daemon_key(struct parse_state *ps, int key, const char *value)
 		set_dir(ps, key == DK_STATE_DIR ? &c->state_dir :
 		    key == DK_RUNTIME_DIR ? &c->runtime_dir : &c->storage_dir,
 		    value);
+		/*
+		 * The control socket's path must fit a Unix socket address,
+		 * or binding it would cut the name short.
+		 */
+		if (key == DK_RUNTIME_DIR && c->runtime_dir != NULL &&
+		    strlen(c->runtime_dir) > RUNTIME_DIR_MAX) {
+			conf_error(ps, ps->line, "runtime_dir \"%s\" is too "
+			    "long (%zu bytes): the control socket's path, "
+			    "runtime_dir + \"/%s\", must fit the %zu bytes of "
+			    "a Unix socket path; use at most %zu bytes",
+			    c->runtime_dir, strlen(c->runtime_dir),
+			    CONFIG_SOCKET_NAME, SUN_PATH_MAX, RUNTIME_DIR_MAX);
+			return -EINVAL;
+		}
 		return 0;
 	case DK_METRICS_FILE:
 		if (value[0] != '/') {

@@ -461,6 +461,34 @@ def test_help_and_check(env):
     check(not os.path.exists(env.state), "-n created the state directory")
 
 
+def test_runtime_dir_too_long(env):
+    """A runtime_dir whose bcdad.sock would not fit a Unix socket path (107
+    bytes) is a configuration error, with the limit, for -n and the daemon
+    alike (libuv cut the name short, chmod then failed, and the daemon
+    said "Unknown system error 0", leaving a stray socket).  96 bytes do."""
+    def use(d):
+        env.run_dir, env.sock = d, d + "/bcdad.sock"
+        env.write_config()
+    ok = env.dir + "/" + "r" * (96 - len(env.dir) - 1)
+    use(ok + "x")
+    r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 1 and ':3: runtime_dir "%sx" is too long (97 bytes)' % ok
+          in r.stderr and "107 bytes of a Unix socket path; use at most 96 bytes"
+          in r.stderr, "-n, 97 bytes: %r" % (r,))
+    r = subprocess.run([harness.BIN, "-c", env.conf], capture_output=True, text=True,
+                       timeout=10)
+    check(r.returncode == 1 and "too long (97 bytes)" in r.stderr, "daemon: %r" % (r,))
+    check(not os.path.exists(env.run_dir), "the refused runtime_dir was made")
+    use(ok)
+    r = subprocess.run([harness.BIN, "-n", "-c", env.conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 0, "-n, 96 bytes: %r" % (r,))
+    env.start()
+    env.status()
+    check(env.stop() == 0, "clean stop")
+
+
 def test_check_storage_writable(env):
     """bcdad -n (the unit's ExecStartPre=, run inside its sandbox) finds a
     profile storage_dir the daemon could not write, with the fix: a

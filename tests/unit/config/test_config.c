@@ -643,6 +643,33 @@ T_TEST(test_daemon_values)
 	T_ERR(6, "poll_min \"+5\" is not a whole number from 1 to 3600");
 	T_ERR(8, "state_dir \"var/lib\" is not an absolute path");
 	T_ERR(9, "runtime_dir in [daemon] has no value");
+}
+
+/*
+ * The control socket <runtime_dir>/bcdad.sock must fit the 107 bytes of a
+ * Unix socket path: runtime_dir may have 96 (trailing slashes aside).
+ */
+T_TEST(test_runtime_dir_length)
+{
+	struct config *c;
+	char buf[512], want[512], dir[128];
+
+	snprintf(dir, sizeof(dir), "/%0*d", 95, 0);
+	snprintf(buf, sizeof(buf), "[daemon]\nruntime_dir = %s//\n"
+	    "[profile A]\n" GOOD_PROFILE, dir);
+	c = load(buf);
+	T_ASSERT(c != NULL);
+	if (c != NULL)
+		T_EQ_INT(strlen(c->runtime_dir), 96);
+	config_free(c);
+	snprintf(dir, sizeof(dir), "/%0*d", 96, 0);
+	snprintf(buf, sizeof(buf), "[daemon]\nruntime_dir = %s\n", dir);
+	T_FAILS(buf, 1);
+	snprintf(want, sizeof(want), "runtime_dir \"%s\" is too long (97 "
+	    "bytes): the control socket's path, runtime_dir + \"/bcdad.sock\", "
+	    "must fit the 107 bytes of a Unix socket path; use at most 96 "
+	    "bytes", dir);
+	T_ERR(2, want);
 
 	T_FAILS("[daemon]\npoll_max = 10\npoll_min = 20\n"
 	    "retry_max = 4\n", 2);
@@ -1410,6 +1437,7 @@ T_MAIN("config",
     T_CASE(test_required_keys),
     T_CASE(test_duplicates),
     T_CASE(test_daemon_values),
+    T_CASE(test_runtime_dir_length),
     T_CASE(test_syntax_errors),
     T_CASE(test_long_lines),
     T_CASE(test_errs_buffer),
