@@ -43,7 +43,7 @@ char	*socket_path(const struct config *);
 int	cmd_client(const struct cmd_opts *);
 
 /* daemon.c */
-int	daemon_run(struct config *);
+int	daemon_run(struct config *, int debug);
 int	daemon_check_dirs(const struct config *, char *errs, size_t errlen);
 
 /* ctlreq.c: a control request, read */

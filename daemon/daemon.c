@@ -28,6 +28,7 @@ struct daemon {
 	uv_timer_t	 tick;
 	uv_signal_t	 sigterm, sigint, sighup;
 	uint64_t	 watchdog_usec;
+	int		 debug;		/* -d: debug whatever log_level says */
 	int		 stopping;
 	unsigned	 ticks;
 	int		 metrics_busy;	/* a metrics write is under way */
@@ -192,14 +193,43 @@ log_each(enum log_level level, const char *prefix, char *text)
 }
 
 /*
+ * The keys of [daemon] read once at start-up, outside the engine's own
+ * list (engine_reload): the transfers' timeouts, given to curl's handle
+ * when the engine is made, and the socket's group.  Writes those that
+ * differ between old and new to err; returns their number.
+ */
+static int
+restart_keys(const struct config *old, const struct config *new, char *err,
+    size_t errlen)
+{
+	const char *names[3];
+	int n = 0;
+
+	if (new->connect_timeout != old->connect_timeout)
+		names[n++] = "connect_timeout";
+	if (new->low_speed_time != old->low_speed_time)
+		names[n++] = "low_speed_time";
+	if (new->control_gid != old->control_gid)
+		names[n++] = "control_group";
+	snprintf(err, errlen, "%s%s%s%s%s take%s effect only at a restart",
+	    n > 0 ? names[0] : "", n > 2 ? ", " : n > 1 ? " and " : "",
+	    n > 1 ? names[1] : "", n > 2 ? " and " : "", n > 2 ? names[2] : "",
+	    n == 1 ? "s" : "");
+	return n;
+}
+
+/*
  * SIGHUP (systemctl reload bcdad): reads the configuration again.  A file
  * with errors is refused with every error logged, and the old
- * configuration stays.  The engine applies profile changes to new jobs.
+ * configuration stays; so is a change to a key that needs a restart.  The
+ * engine applies profile changes to new jobs; log_level applies at once,
+ * unless -d asked for debug.
  */
 static void
 reload(struct daemon *d)
 {
 	char errs[8192], err[256];
+	enum log_level level;
 	struct config *c;
 
 	sd_notify(0, "RELOADING=1");
@@ -209,15 +239,24 @@ reload(struct daemon *d)
 		log_warnx("SIGHUP: %s has errors; keeping the configuration "
 		    "in use", d->cfg->path);
 		log_each(LOG_LVL_WARN, "SIGHUP: ", errs);
-	} else if (engine_reload(d->engine, c, err, sizeof(err)) != 0) {
+	} else if (restart_keys(d->cfg, c, err, sizeof(err)) != 0 ||
+	    engine_reload(d->engine, c, err, sizeof(err)) != 0) {
 		log_warnx("SIGHUP: not reloaded, keeping the configuration in "
 		    "use: %s", err);
 		config_free(c);
 	} else {
 		d->cfg = c;
+		level = d->debug ? LOG_LVL_DEBUG : c->log_level;
+		/*
+		 * The line shows under the old level or the new, whichever
+		 * says more.
+		 */
+		if (level > log_level_max)
+			log_set_level(level);
 		log_info("SIGHUP: configuration reloaded from %s: %d "
-		    "profile%s", c->path, c->nprofiles,
-		    c->nprofiles == 1 ? "" : "s");
+		    "profile%s, log level %s", c->path, c->nprofiles,
+		    c->nprofiles == 1 ? "" : "s", log_level_name(level));
+		log_set_level(level);
 	}
 	sd_notify(0, "READY=1");
 }
@@ -388,7 +427,7 @@ lock_state_dir(const struct config *c)
 }
 
 int
-daemon_run(struct config *c)
+daemon_run(struct config *c, int debug)
 {
 	struct daemon d;
 	char err[512], errs[4096], *db = NULL, *sock = NULL;
@@ -396,7 +435,8 @@ daemon_run(struct config *c)
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = c;
-	log_init(c->log_level, stderr_is_journal());
+	d.debug = debug;
+	log_init(debug ? LOG_LVL_DEBUG : c->log_level, stderr_is_journal());
 	no_core_dumps();
 	maxconns = raise_nofile();
 	signal(SIGPIPE, SIG_IGN);

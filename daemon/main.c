@@ -51,10 +51,8 @@ main(int argc, char **argv)
 		config_free(c);
 		return 0;
 	}
-	if (o.debug)
-		c->log_level = LOG_LVL_DEBUG;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	rc = daemon_run(c);
+	rc = daemon_run(c, o.debug);
 	curl_global_cleanup();
 	config_free(c);
 	return rc;

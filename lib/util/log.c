@@ -32,6 +32,13 @@ log_init(enum log_level max, int use_journal)
 	log_journal = use_journal;
 }
 
+/* SIGHUP: a new log_level. */
+void
+log_set_level(enum log_level max)
+{
+	log_level_max = max;
+}
+
 static void
 log_write(enum log_level lvl, int64_t job, const char *profile,
     const char *state, const char *msg)

@@ -14,6 +14,7 @@ enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 extern enum log_level log_level_max;
 
 void	log_init(enum log_level, int use_journal);
+void	log_set_level(enum log_level);
 /* loglevel.c: "error", "warning", "info", "debug" */
 int	log_level_parse(const char *, enum log_level *);
 const char *log_level_name(enum log_level);

@@ -121,6 +121,7 @@ class Env:
         self.proc = None
         self.env_extra = {}     # environment for the daemon (AWS tests)
         self.nofile = None      # the daemon's RLIMIT_NOFILE, if not inherited
+        self.args = []          # the daemon's options before -c (-d)
         self.cleanups = []      # more things to stop at close()
         self.logs = []          # one log file per daemon start
         self.profile = CLIENT
@@ -154,7 +155,7 @@ class Env:
         if self.nofile:
             def limit():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=open(log, "w"),
+        self.proc = subprocess.Popen([BIN] + self.args + ["-c", self.conf], stdout=open(log, "w"),
                                      stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
         wait_for(lambda: self.proc.poll() is not None or self._pingable(), 15,
                  "the daemon's control socket")

@@ -872,6 +872,58 @@ def test_sighup_reload(env):
     check(env.stop() == 0, "clean stop after reloads")
 
 
+def test_sighup_log_level(env):
+    """log_level applies at a reload, either way (it was read only at
+    start-up), but not over -d; connect_timeout, low_speed_time and
+    control_group need a restart, so a reload that changes them is
+    refused, naming them."""
+    def config(level, daemon_extra=""):
+        env.write_config(daemon_extra=daemon_extra)
+        with open(env.conf) as f:
+            text = f.read()
+        with open(env.conf, "w") as f:
+            f.write(text.replace("log_level = debug\n", "log_level = %s\n" % level))
+
+    def reload(line):
+        n = env.log_text().count(line)
+        env.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: env.log_text().count(line) > n, 10, "the reload")
+        return len(env.log_text())
+
+    def levels_after(mark):
+        """The levels of the lines a whole export (its files logged at
+        debug) logs after mark."""
+        out = env.cli("run", env.profile, "--full").stdout
+        env.wait_done(int(out.split()[2]))
+        return {l.split()[1] for l in env.log_text()[mark:].splitlines()
+                if l[:1].isdigit() and len(l.split()) > 1}
+
+    config("debug")
+    env.start()
+    check("debug:" in levels_after(0), "no debug lines at log_level = debug")
+    config("warning")
+    mark = reload("SIGHUP: configuration reloaded")
+    check("log level warning" in env.log_text(), env.log_text()[-500:])
+    seen = levels_after(mark)
+    check(not seen & {"debug:", "info:"}, "log_level = warning after a reload logs %s" % seen)
+    config("debug")
+    mark = reload("SIGHUP: configuration reloaded")
+    check("debug:" in levels_after(mark), "no debug lines after a reload back to debug")
+    # Keys read once at start-up: refused, the configuration in use stays.
+    config("debug", "connect_timeout = 5\ncontrol_group = nogroup")
+    reload("SIGHUP: not reloaded")
+    check("connect_timeout and control_group take effect only at a restart"
+          in env.log_text(), env.log_text()[-500:])
+    check(env.stop() == 0, "clean stop")
+    # -d wins over log_level, at start and at a reload.
+    config("warning")
+    env.args = ["-d"]
+    env.start()
+    mark = reload("SIGHUP: configuration reloaded")
+    check("debug:" in levels_after(mark), "-d lost at a reload")
+    check(env.stop() == 0, "clean stop")
+
+
 def test_doctor(env):
     env.start()
     r = env.cli("doctor")
