@@ -271,40 +271,48 @@ pending_flush(struct parse_state *ps)
 }
 
 /*
- * The libinih reader: fgets that counts lines.  A line longer than
+ * The libinih reader: getline that counts lines.  A line longer than
  * libinih's buffer would arrive in pieces, and libinih would silently
- * cut the value; so the rest of it is read and dropped here, the line is
- * reported (unless it is a comment), and libinih is handed an empty line.
- * Thus libinih's own line count always equals ours.
+ * cut the value; a NUL byte would end it early just as silently (fgets
+ * and strlen did so, and shifted the lines after it).  Such a line is
+ * reported (a long comment excepted), and libinih is handed an empty line
+ * in its place.  Thus libinih's own line count always equals ours.
  */
 static char *
 conf_reader(char *buf, int size, void *arg)
 {
 	struct parse_state *ps = arg;
+	const char *s;
 	size_t len;
-	int c;
+	ssize_t n;
 
 	pending_flush(ps);
-	if (size < 2 || fgets(buf, size, ps->fp) == NULL)
+	if (size < 2 || (n = getline(&ps->lbuf, &ps->lcap, ps->fp)) == -1)
 		return NULL;
 	ps->line++;
-	len = strlen(buf);
-	if (len == (size_t)size - 1 && buf[len - 1] != '\n') {
-		const char *s = buf;
-
-		while ((c = getc(ps->fp)) != EOF && c != '\n')
+	len = (size_t)n;
+	if (len > 0 && ps->lbuf[len - 1] == '\n')
+		len--;
+	if (memchr(ps->lbuf, '\0', len) != NULL) {
+		conf_error(ps, ps->line, "line contains a NUL byte");
+		goto empty;
+	}
+	if (len > (size_t)size - 2) {
+		for (s = ps->lbuf; isspace((unsigned char)*s); s++)
 			;
-		while (isspace((unsigned char)*s))
-			s++;
 		if (*s != ';' && *s != '#')
 			conf_error(ps, ps->line, "line is longer than %d "
 			    "characters", size - 2);
-		buf[0] = '\n';
-		buf[1] = '\0';
-		ps->cont = 0;
-		return buf;
+		goto empty;
 	}
+	memcpy(buf, ps->lbuf, (size_t)n);
+	buf[n] = '\0';
 	line_scan(ps, buf);
+	return buf;
+empty:
+	buf[0] = '\n';
+	buf[1] = '\0';
+	ps->cont = 0;
 	return buf;
 }
 
@@ -429,6 +437,7 @@ config_load(const char *path, char *errs, size_t errlen)
 	if (ps.nerrs > 0 || ps.oom)
 		goto fail;
 	fclose(ps.fp);
+	free(ps.lbuf);
 	free(ps.errs);
 	return c;
 
@@ -436,6 +445,7 @@ fail:
 	errors_format(&ps, errs, errlen);
 	if (ps.fp != NULL)
 		fclose(ps.fp);
+	free(ps.lbuf);
 	section_finish(&ps);
 	for (i = 0; i < ps.nerrs; i++)
 		free(ps.errs[i].msg);

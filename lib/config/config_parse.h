@@ -30,6 +30,8 @@ struct parse_state {
 	struct config	*conf;
 	const char	*path;
 	FILE		*fp;
+	char		*lbuf;		/* getline's, the whole line */
+	size_t		 lcap;
 	int		 line;		/* the line libinih is working on */
 	int		 cont;		/* it continues the previous value */
 	int		 have_prev;	/* a key was seen in this section */

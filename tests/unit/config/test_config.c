@@ -739,6 +739,45 @@ T_TEST(test_long_lines)
 	T_ERR(5, "unknown key \"foo\" in [profile A]");
 }
 
+/*
+ * A NUL byte is reported with its line, not taken as the end of the value
+ * (fgets and strlen cut it there, and the rest of a long line came back
+ * as lines of its own, shifting the numbers of those after it).
+ */
+T_TEST(test_nul_bytes)
+{
+	char buf[1024], *p = buf;
+	FILE *f;
+
+	p += sprintf(p, "[profile A]\n");				/* 1 */
+	p += sprintf(p, "storage_dir = /data");				/* 2 */
+	*p++ = '\0';
+	p += sprintf(p, "/../etc\n");
+	p += sprintf(p, "; ");						/* 3 */
+	*p++ = '\0';
+	p += sprintf(p, " a comment too\n");
+	p += sprintf(p, GOOD_PROFILE);					/* 4, 5 */
+	p += sprintf(p, "s3_prefix = ");					/* 6 */
+	*p++ = '\0';
+	p += sprintf(p, "%0300d\n", 0);
+	p += sprintf(p, "foo = 1\n");					/* 7 */
+
+	snprintf(t_path, sizeof(t_path), "%s/bcdad.conf", tmpdir());
+	if ((f = fopen(t_path, "w")) == NULL) {
+		T_FAIL("cannot write %s", t_path);
+		return;
+	}
+	fwrite(buf, 1, (size_t)(p - buf), f);
+	fclose(f);
+	memset(errs, 'x', sizeof(errs));
+	T_ASSERT(config_load(t_path, errs, sizeof(errs)) == NULL);
+	T_EQ_INT(count_lines(errs), 4);
+	T_ERR(2, "line contains a NUL byte");
+	T_ERR(3, "line contains a NUL byte");
+	T_ERR(6, "line contains a NUL byte");
+	T_ERR(7, "unknown key \"foo\" in [profile A]");
+}
+
 T_TEST(test_errs_buffer)
 {
 	struct config *c;
@@ -1440,6 +1479,7 @@ T_MAIN("config",
     T_CASE(test_runtime_dir_length),
     T_CASE(test_syntax_errors),
     T_CASE(test_long_lines),
+    T_CASE(test_nul_bytes),
     T_CASE(test_errs_buffer),
     T_CASE(test_endpoint_names),
     T_CASE(test_aws_full_valid),
