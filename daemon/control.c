@@ -215,7 +215,15 @@ read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (c->replied || c->closing)
 		return;
 	if (n < 0) {
-		conn_close(c);
+		/*
+		 * A request may end with the client's half-close instead of
+		 * a newline (shutdown(SHUT_WR), as `nc -N` does): it is
+		 * whole, and the reply can still go out.
+		 */
+		if (n == UV_EOF && c->len > 0)
+			handle(c, c->buf, c->len);
+		else
+			conn_close(c);
 		return;
 	}
 	if (c->len + (size_t)n > CTL_MAX_MSG) {

@@ -91,6 +91,37 @@ def test_garbage(env):
     still_answers(env)
 
 
+def test_request_ended_by_half_close(env):
+    """A request without its newline, ended by shutdown(SHUT_WR) as `nc -N`
+    does, is answered (the daemon closed without a word); garbage ended
+    that way gets an error, and an empty one is dropped."""
+    env.start()
+
+    def half_closed(data):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(env.sock)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        return out
+    rep = half_closed(b'{"version":1,"cmd":"status"}')
+    check(rep.endswith(b"\n"), "no reply to a half-closed request: %r" % rep)
+    r = json.loads(rep)
+    check(r.get("ok") is True and r.get("jobs") == [], "half-closed status: %r" % r)
+    r = json.loads(half_closed(b'{"version":1,"cmd":'))
+    check(r.get("ok") is False and "not a JSON object" in r.get("error", ""),
+          "half-closed garbage: %r" % r)
+    check(half_closed(b"") == b"", "an empty request was answered")
+    still_answers(env)
+
+
 def test_request_too_long(env):
     env.start()
     rep = raw_request(env, b"x" * (70 * 1024), timeout=10)
