@@ -45,7 +45,8 @@ struct ctl_conn {
 	char		*buf;
 	size_t		 len;
 	uint64_t	 born;		/* loop ms at accept */
-	int		 privileged;
+	struct ucred	 peer;		/* SO_PEERCRED, taken at accept */
+	int		 peer_known;
 	int		 replied;
 	int		 closing;
 	int		 nclosed;
@@ -133,6 +134,50 @@ reply_error(struct ctl_conn *c, const char *msg)
 	reply(c, json_pack("{s:b, s:s}", "ok", 0, "error", msg));
 }
 
+/* True when user uid has gid among its supplementary groups. */
+static int
+in_group(uid_t uid, gid_t gid)
+{
+	struct passwd pw, *res = NULL;
+	gid_t groups[256];
+	char buf[4096];
+	int n = (int)(sizeof(groups) / sizeof(groups[0])), i;
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL ||
+	    getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/*
+ * run, cancel and retry: root, the daemon's user, or a member of its
+ * group, primary or supplementary (status needs only access to the
+ * socket).  Asked only when one of them arrives: the supplementary groups
+ * come from the user database, which may be sssd or LDAP and block the
+ * loop, and status, asked far more often, must not wait on it.
+ */
+static int
+peer_privileged(const struct ctl_conn *c)
+{
+	return c->peer_known && (c->peer.uid == 0 ||
+	    c->peer.uid == geteuid() || c->peer.gid == getegid() ||
+	    in_group(c->peer.uid, getegid()));
+}
+
+/* The peer's uid and gid, as they were when it connected. */
+static void
+peer_cred(struct ctl_conn *c)
+{
+	socklen_t len = sizeof(c->peer);
+	uv_os_fd_t fd;
+
+	c->peer_known = uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len) == 0;
+}
+
 static void
 handle(struct ctl_conn *c, const char *line, size_t len)
 {
@@ -176,7 +221,7 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 	case CTL_RUN:
 	case CTL_CANCEL:
 	case CTL_RETRY:
-		if (!c->privileged) {
+		if (!peer_privileged(c)) {
 			reply_error(c, "permission denied: run, cancel and "
 			    "retry need root or the bcdad user or group");
 			break;
@@ -248,42 +293,6 @@ idle_cb(uv_timer_t *t)
 	conn_close(t->data);
 }
 
-/* True when user uid has gid among its supplementary groups. */
-static int
-in_group(uid_t uid, gid_t gid)
-{
-	struct passwd pw, *res = NULL;
-	gid_t groups[256];
-	char buf[4096];
-	int n = (int)(sizeof(groups) / sizeof(groups[0])), i;
-
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL ||
-	    getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (groups[i] == gid)
-			return 1;
-	return 0;
-}
-
-/*
- * run and cancel: root, the daemon's user, or a member of its group,
- * primary or supplementary (status needs only access to the socket).
- */
-static int
-peer_privileged(uv_pipe_t *p)
-{
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	uv_os_fd_t fd;
-
-	if (uv_fileno((uv_handle_t *)p, &fd) != 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
-		return 0;
-	return cred.uid == 0 || cred.uid == geteuid() ||
-	    cred.gid == getegid() || in_group(cred.uid, getegid());
-}
-
 static void
 connection_cb(uv_stream_t *server, int status)
 {
@@ -324,7 +333,7 @@ connection_cb(uv_stream_t *server, int status)
 		    "open; try again"));
 		return;
 	}
-	c->privileged = peer_privileged(&c->pipe);
+	peer_cred(c);
 	uv_timer_start(&c->timer, idle_cb, CTL_TIMEOUT_MS, 0);
 	uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
 }

@@ -615,6 +615,41 @@ def test_control_group(env):
           in r.stdout + r.stderr, "-n, unknown group: %r" % (r,))
 
 
+def test_status_looks_up_no_groups(env):
+    """The peer's supplementary groups (a user database look-up, which
+    sssd or LDAP can make slow, on the event loop) are looked up for run,
+    cancel and retry only, never for status: traced with strace while
+    nobody, a member of control_group, asks each."""
+    import shutil
+    if "asan" in os.environ.get("BUILD", ""):
+        print("skipped under ASan: its runtime will not run under ptrace", file=sys.stderr)
+        return
+    strace = shutil.which("strace")
+    check(strace is not None, "strace not found: run make deps")
+    os.chmod(env.dir, 0o711)        # let nobody through to runtime_dir
+    env.write_config(daemon_extra="control_group = nogroup")
+    env.start()
+
+    def lookups(*args):
+        trace = os.path.join(env.dir, "strace-%s" % args[0])
+        st = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=open,openat,connect",
+                               "-o", trace, "-p", str(env.proc.pid)])
+        wait_for(lambda: open("/proc/%d/status" % env.proc.pid).read().count(
+            "TracerPid:\t%d\n" % st.pid), 10, "strace to attach")
+        r = as_nobody(env, *args)
+        st.send_signal(signal.SIGINT)
+        st.wait(10)
+        return r, [l for l in open(trace) if any(
+            w in l for w in ("/etc/passwd", "/etc/group", "libnss_", "/userdb/"))]
+    r, seen = lookups("status", "--json")
+    check(r.returncode == 0, "status as nobody: %r" % (r,))
+    check(seen == [], "status looked up the user database: %s" % seen)
+    r, seen = lookups("run", env.profile)
+    check(r.returncode == 1 and "permission denied" in r.stderr, "run as nobody: %r" % (r,))
+    check(seen != [], "run did not look up nobody's groups (does the trace see it?)")
+    check(env.stop() == 0, "clean stop")
+
+
 def test_socket_mode(env):
     env.start()
     st = os.stat(env.sock)
