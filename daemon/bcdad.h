@@ -52,7 +52,7 @@ enum ctl_cmd { CTL_STATUS, CTL_HISTORY, CTL_RUN, CTL_CANCEL, CTL_RETRY };
 struct ctl_req {
 	json_t		*json;		/* owns the strings below */
 	enum ctl_cmd	 cmd;		/* "ping" is CTL_STATUS */
-	int64_t		 job;		/* 0: none */
+	int64_t		 job;		/* as given; 0: none */
 	const char	*profile;	/* run; status filter */
 	const char	*since;		/* run */
 	int		 full;		/* run */

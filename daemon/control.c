@@ -195,7 +195,7 @@ handle(struct ctl_conn *c, const char *line, size_t len)
 	}
 	switch (r.cmd) {
 	case CTL_STATUS:
-		jobs = r.job != 0 ? status_job_one(e, r.job) :
+		jobs = r.job > 0 ? status_job_one(e, r.job) :
 		    status_jobs(e, &r.page, &next);
 		profs = status_profiles(e);
 		if (jobs == NULL || profs == NULL) {

@@ -60,9 +60,9 @@ ctl_req_parse(const char *line, size_t len, struct ctl_req *r,
 		goto fail;
 	}
 	r->cmd = cmds[i].cmd;
+	/* As given: cancel -1 is answered about job -1, not job 0. */
 	v = json_object_get(r->json, "job");
-	r->job = json_is_integer(v) && json_integer_value(v) > 0 ?
-	    json_integer_value(v) : 0;
+	r->job = json_is_integer(v) ? json_integer_value(v) : 0;
 	r->profile = json_string_value(json_object_get(r->json, "profile"));
 	r->since = json_string_value(json_object_get(r->json, "since"));
 	r->full = json_is_true(json_object_get(r->json, "full"));

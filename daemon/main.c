@@ -27,6 +27,11 @@ main(int argc, char **argv)
 		return rc;
 	if (o.argc > 0 && strcmp(o.argv[0], "doctor") != 0)
 		return cmd_client(&o);
+	if (o.argc > 2) {
+		fprintf(stderr, "bcdad: doctor takes at most one profile; see "
+		    "bcdad -h\n");
+		return 2;
+	}
 	if ((c = config_load(o.conf, errs, sizeof(errs))) == NULL) {
 		fputs(errs, stderr);
 		return 1;
@@ -34,8 +39,12 @@ main(int argc, char **argv)
 	if (o.argc > 0) {
 		if ((sock = o.sock) == NULL)
 			sock = path = socket_path(c);
-		rc = o.argc <= 2 && sock != NULL ? doctor_main(c, sock,
-		    o.argv[1]) : 2;
+		if (sock != NULL) {
+			rc = doctor_main(c, sock, o.argv[1]);
+		} else {
+			fputs("bcdad: out of memory\n", stderr);
+			rc = 1;
+		}
 		free(path);
 		config_free(c);
 		return rc;

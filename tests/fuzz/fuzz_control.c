@@ -20,7 +20,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (r.page.limit < 1 || r.page.limit > CTL_PAGE_MAX ||
-	    r.page.before < 0 || r.job < 0 ||
+	    r.page.before < 0 ||
 	    (r.cmd == CTL_RUN && r.profile == NULL))
 		abort();
 	ctl_req_free(&r);

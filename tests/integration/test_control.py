@@ -333,6 +333,13 @@ def test_protocol_errors(env):
     check(r["ok"] is False and "profile" in r["error"], "run without profile: %r" % r)
     r = raw_json(env, {"version": 1, "cmd": "cancel", "job": "1"})
     check(r["ok"] is False and "job" in r["error"], "cancel with a string: %r" % r)
+    # A job id below 1 is answered as given (it was read as 0).
+    r = raw_json(env, {"version": 1, "cmd": "cancel", "job": -1})
+    check(r["ok"] is False and r["error"] == "no running job -1", "cancel -1: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "retry", "job": -1})
+    check(r["ok"] is False and r["error"] == "no job -1", "retry -1: %r" % r)
+    r = raw_json(env, {"version": 1, "cmd": "status", "job": -1})
+    check(r["ok"] is True and r["jobs"] == [], "status of job -1: %r" % r)
     r = raw_json(env, {"version": 1, "cmd": "ping"})
     check(r["ok"] is True and r.get("daemon"), "ping: %r" % r)
     check(r.get("version") == 1, "reply carries no version: %r" % r)
@@ -351,7 +358,8 @@ def test_cli_errors(env):
         r = env.cli("cancel", bad, ok=False)
         check(r.returncode == 2 and "job number" in r.stderr,
               "cancel %r: %d %r" % (bad, r.returncode, r.stderr))
-    for args in (("frob",), ("run",), ("run", "a", "b"), ("status", "--yaml"), ("cancel",)):
+    for args in (("frob",), ("run",), ("run", "a", "b"), ("status", "--yaml"), ("cancel",),
+                 ("doctor", "A9994", "B0001")):
         r = env.cli(*args, ok=False)
         check(r.returncode == 2 and "bcdad -h" in r.stderr,
               "%s: %d %r" % (args, r.returncode, r.stderr))
