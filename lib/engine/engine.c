@@ -149,6 +149,33 @@ ej_ok(struct ejob *j)
 	j->trouble_since = 0;
 }
 
+/*
+ * vsnprintf, but a text cut to fit buf is not cut inside a UTF-8
+ * character, which would leave the row bytes that are not UTF-8.
+ */
+static void	vformat(char *, size_t, const char *, va_list)
+		    __attribute__((format(printf, 3, 0)));
+
+static void
+vformat(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	size_t len, i;
+	unsigned char lead;
+	int n;
+
+	if ((n = vsnprintf(buf, size, fmt, ap)) < 0 || (size_t)n < size)
+		return;
+	len = strlen(buf);
+	/* Back to the last character's first byte (at most 3 behind). */
+	for (i = len; i > 0 && len - i < 3 &&
+	    ((unsigned char)buf[i - 1] & 0xc0) == 0x80; i--)
+		;
+	if (i == 0 || ((lead = (unsigned char)buf[i - 1]) & 0xc0) != 0xc0)
+		return;
+	if (len - (i - 1) < (size_t)(lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2))
+		buf[i - 1] = '\0';
+}
+
 void
 ej_set_error(struct ejob *j, const char *fmt, ...)
 {
@@ -156,7 +183,7 @@ ej_set_error(struct ejob *j, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vformat(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	log_strip_controls(buf);	/* it may quote a server */
 	free(j->row.last_error);
@@ -279,7 +306,7 @@ ej_fail(struct ejob *j, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vformat(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (j->row.state == JOB_NOTIFY) {
 		/*
@@ -311,7 +338,7 @@ ej_retry(struct ejob *j, long retry_after, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vformat(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (j->trouble_since == 0)
 		j->trouble_since = ej_now(j->e);
