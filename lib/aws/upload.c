@@ -233,24 +233,44 @@ retry_cb(uv_timer_t *t)
 	run(t->data);
 }
 
+/*
+ * Adds an acknowledged part where its number goes, replacing one of the
+ * same number: parts are acknowledged out of order after a resume whose
+ * record has a gap (1, 3: part 2 is sent next), and both first_missing
+ * and CompleteMultipartUpload, which S3 refuses otherwise
+ * (InvalidPartOrder), need them in order, each once.
+ */
 static int
 add_part(int number, const char *etag, void *arg)
 {
 	struct upload *u = arg;
 	struct s3_part *p;
+	char *e;
+	int i;
 
+	if ((e = strdup(etag)) == NULL)
+		return -ENOMEM;
+	for (i = u->nparts; i > 0 && u->parts[i - 1].number > number; i--)
+		;
+	if (i > 0 && u->parts[i - 1].number == number) {
+		free(u->parts[i - 1].etag);
+		u->parts[i - 1].etag = e;
+		return 0;
+	}
 	if ((p = realloc(u->parts, (size_t)(u->nparts + 1) *
-	    sizeof(*p))) == NULL)
+	    sizeof(*p))) == NULL) {
+		free(e);
 		return -ENOMEM;
+	}
 	u->parts = p;
-	p[u->nparts].number = number;
-	if ((p[u->nparts].etag = strdup(etag)) == NULL)
-		return -ENOMEM;
+	memmove(&p[i + 1], &p[i], (size_t)(u->nparts - i) * sizeof(*p));
+	p[i].number = number;
+	p[i].etag = e;
 	u->nparts++;
 	return 0;
 }
 
-/* The first part S3 has not acknowledged. */
+/* The first part S3 has not acknowledged; u->parts is in order. */
 static int
 first_missing(const struct upload *u)
 {
@@ -559,13 +579,6 @@ run(struct upload *u)
 	awscreds_get(u->env.creds, with_creds, u);
 }
 
-static int
-cmp_part(const void *a, const void *b)
-{
-	return ((const struct s3_part *)a)->number -
-	    ((const struct s3_part *)b)->number;
-}
-
 /* A new upload of path to key, not started.  NULL when out of memory. */
 static struct upload *
 up_new(const struct upload_env *env, const struct s3_loc *loc,
@@ -637,7 +650,6 @@ upload_start(const struct upload_env *env, const struct s3_loc *loc,
 		/* Resume: skip every part S3 already acknowledged. */
 		if ((rc = env->journal.parts(arg, f, add_part, u)) != 0)
 			goto fail;
-		qsort(u->parts, (size_t)u->nparts, sizeof(*u->parts), cmp_part);
 		u->next_part = first_missing(u);
 		if (u->next_part > u->nparts_total) {
 			u->step = UP_COMPLETE;
