@@ -115,10 +115,11 @@ creds_cb(void *arg, const struct aws_creds *c, const char *error)
 }
 
 static void
-region_cb(void *arg, const char *region, const char *error)
+region_cb(void *arg, const char *region, const char *error, int transient)
 {
 	struct net *n = arg;
 
+	(void)transient;	/* the doctor asks once, and says why */
 	n->done = 1;
 	if (region != NULL)
 		n->region = strdup(region);

@@ -567,7 +567,7 @@ awscreds_region_cached(const struct awscreds *ac)
 }
 
 static void
-region_answer(struct awscreds *ac, const char *error)
+region_answer(struct awscreds *ac, const char *error, int transient)
 {
 	struct waiter *w, *list = ac->rwaiters;
 
@@ -575,7 +575,7 @@ region_answer(struct awscreds *ac, const char *error)
 	ac->rwaiters_tail = &ac->rwaiters;
 	while ((w = list) != NULL) {
 		list = w->next;
-		w->rcb(w->arg, error ? NULL : ac->region, error);
+		w->rcb(w->arg, error ? NULL : ac->region, error, transient);
 		free(w);
 	}
 }
@@ -584,6 +584,7 @@ static void
 region_imds_done(struct imds_call *c, const char *body, const char *error)
 {
 	struct awscreds *ac = c->ac;
+	int transient = error != NULL && c->transient;
 	char msg[768];
 	char *r = NULL;
 
@@ -601,13 +602,13 @@ region_imds_done(struct imds_call *c, const char *body, const char *error)
 		free(ac->region);
 		ac->region = r;
 		log_info("AWS region %s (from IMDS)", r);
-		region_answer(ac, NULL);
+		region_answer(ac, NULL, 0);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "no AWS region: set region in bcdad.conf, "
 	    "AWS_REGION or AWS_DEFAULT_REGION (IMDS: %s)", error);
 	log_warnx("%s", msg);
-	region_answer(ac, msg);
+	region_answer(ac, msg, transient);
 }
 
 void
@@ -617,22 +618,22 @@ awscreds_region(struct awscreds *ac, awscreds_region_cb cb, void *arg)
 	char *r;
 
 	if (ac->region != NULL) {
-		cb(arg, ac->region, NULL);
+		cb(arg, ac->region, NULL, 0);
 		return;
 	}
 	if ((r = ac_region_local(ac)) != NULL) {
 		ac->region = r;
-		cb(arg, ac->region, NULL);
+		cb(arg, ac->region, NULL, 0);
 		return;
 	}
 	if (env_true("AWS_EC2_METADATA_DISABLED")) {
 		cb(arg, NULL, "no AWS region: set region in bcdad.conf, "
 		    "AWS_REGION or AWS_DEFAULT_REGION (IMDS is disabled by "
-		    "AWS_EC2_METADATA_DISABLED=true)");
+		    "AWS_EC2_METADATA_DISABLED=true)", 0);
 		return;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		cb(arg, NULL, "out of memory");
+		cb(arg, NULL, "out of memory", 1);
 		return;
 	}
 	w->rcb = cb;

@@ -46,12 +46,15 @@ struct awscreds_opts {
 
 /*
  * creds is NULL when error is set.  Both point into the awscreds and are
- * valid until the callback returns: copy what must outlive it.
+ * valid until the callback returns: copy what must outlive it.  For the
+ * region, transient says the failure may heal (IMDS did not answer, as
+ * when the network is not up yet at boot, or answered a server error):
+ * asking again later may find it.
  */
 typedef void (*awscreds_cb)(void *arg, const struct aws_creds *creds,
     const char *error);
 typedef void (*awscreds_region_cb)(void *arg, const char *region,
-    const char *error);
+    const char *error, int transient);
 
 /* The strings of opts are copied.  NULL when out of memory. */
 struct awscreds	*awscreds_new(uv_loop_t *, struct http *,
@@ -93,8 +96,9 @@ int		 awscreds_busy(const struct awscreds *);
 /*
  * Resolves the region: the configured one, else AWS_REGION, else
  * AWS_DEFAULT_REGION, else the profile's `region` in the config file,
- * else IMDS placement/region.  The answer is cached.  Like awscreds_get,
- * cb runs before the call returns unless IMDS must be asked.
+ * else IMDS placement/region.  A region found is cached; a failure is
+ * not, so the next call looks again.  Like awscreds_get, cb runs before
+ * the call returns unless IMDS must be asked.
  */
 void		 awscreds_region(struct awscreds *, awscreds_region_cb,
 		    void *arg);

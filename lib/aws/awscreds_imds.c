@@ -48,11 +48,21 @@ ac_imds_token_drop(struct awscreds *ac)
 	ac->imds_token_exp = 0;
 }
 
-/* Reports the call's end and frees its request afterwards. */
+/*
+ * Reports the call's end and frees its request afterwards.  A failure is
+ * transient when IMDS may answer later: no answer at all (at boot the
+ * network may not be up yet), a server error, or a token PUT refused
+ * other than with 403 (IMDS turned off for the instance).
+ */
 static void
 imds_end(struct imds_call *c, struct http_req *r, const char *body,
     const char *error)
 {
+	const struct http_resp *resp = http_req_resp(r);
+
+	c->transient = error != NULL && (resp->result != CURLE_OK ||
+	    resp->status >= 500 || resp->status == 429 ||
+	    (!c->getting && resp->status != 403));
 	c->req = NULL;
 	c->done(c, body, error);
 	http_req_wipe_free(r);
@@ -155,6 +165,7 @@ imds_send(struct imds_call *c)
 		http_req_free(r);
 		free(url);
 		wipe_free(hdr);
+		c->transient = 1;
 		c->done(c, NULL, "cannot start a request");
 		return;
 	}
@@ -166,6 +177,7 @@ oom:
 	http_req_free(r);
 	free(url);
 	wipe_free(hdr);
+	c->transient = 1;
 	c->done(c, NULL, "out of memory");
 }
 
@@ -178,8 +190,10 @@ ac_imds_get(struct imds_call *c, const char *path, imds_done_cb done)
 	c->path = strdup(path);
 	c->endpoint = imds_endpoint();
 	c->retried = 0;
+	c->transient = 0;
 	c->done = done;
 	if (c->path == NULL || c->endpoint == NULL) {
+		c->transient = 1;
 		done(c, NULL, "out of memory");
 		return;
 	}

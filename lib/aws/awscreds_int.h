@@ -50,6 +50,7 @@ struct imds_call {
 	char		*endpoint;	/* without a trailing '/' */
 	int		 getting;	/* 0: token PUT in flight, 1: GET */
 	int		 retried;	/* already got a new token after 401 */
+	int		 transient;	/* the failure may heal (see imds_end) */
 	imds_done_cb	 done;
 };
 

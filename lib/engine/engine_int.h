@@ -110,6 +110,8 @@ struct ejob {
 			    time_t);
 	void		(*aws_fn)(struct ejob *, const struct http_resp *);
 	int		 aws_wait;	/* waiting for AWS credentials */
+	int		 region_wait;	/* waiting for a region lookup */
+	int		 region_failed;	/* and it failed, transiently */
 	int		 ds_checked;	/* HealthLake datastore seen ACTIVE */
 	uint64_t	 recheck_at;	/* status asked after a file's 404 */
 	uint64_t	 starved_since;	/* loop ms the disk (or the descriptors)
@@ -165,7 +167,9 @@ struct engine {
 					   limit allows (engine_reserve_fds) */
 	struct awscreds	*creds;		/* NULL when no profile uses AWS */
 	char		*region;	/* AWS region, once known */
-	char		 region_error[256];
+	char		 region_error[256];	/* there is none, for good */
+	char		 region_why[256];	/* the last lookup failed, transiently */
+	int		 region_asking;	/* a lookup is in flight */
 	struct upload_env uenv;
 	int		 stopping;
 	int		 running_steps;
@@ -271,6 +275,7 @@ void	step_download(struct ejob *j);
 
 /* s3put.c */
 int	ej_s3_init(struct engine *e);
+int	ej_region(struct ejob *j);
 void	ej_s3_free(struct engine *e);
 void	ej_s3_kick(struct ejob *j);
 void	ej_s3_cancel(struct ejob *j);

@@ -343,10 +343,16 @@ step_import(struct ejob *j)
 		    "kms_key_id in [profile %s]", p->name);
 		return;
 	}
-	if (j->e->region == NULL) {
-		if (j->e->region_error[0] != '\0')
-			ej_fail(j, "no AWS region for HealthLake: %s",
-			    j->e->region_error);
+	switch (ej_region(j)) {
+	case 0:
+		return;		/* region_cb wakes us */
+	case -1:
+		ej_fail(j, "no AWS region for HealthLake: %s",
+		    j->e->region_error);
+		return;
+	case -2:
+		ej_retry(j, -1, "waiting for the AWS region of HealthLake: "
+		    "%s", j->e->region_why);
 		return;
 	}
 	if (j->row.import_job_id != NULL) {

@@ -215,6 +215,7 @@ step_notify(struct ejob *j)
 {
 	const struct profile *p = j->pt->prof;
 	char why[512];
+	int rc;
 
 	if (p->sns_topic_arn == NULL || j->e->creds == NULL) {
 		/* No topic: the outcome goes to the journal only. */
@@ -225,12 +226,16 @@ step_notify(struct ejob *j)
 		ej_enter(j, JOB_DONE, why, 0);
 		return;
 	}
-	if (j->e->region == NULL) {
-		if (j->e->region_error[0] != '\0') {
-			j->row.notify_state = 1;
-			ej_enter(j, JOB_DONE, "export complete; no AWS region "
-			    "to notify", 0);
-		}
+	if ((rc = ej_region(j)) == 0)
+		return;		/* region_cb wakes us */
+	if (rc < 0) {
+		/* The outcome stands; announced once there is a region. */
+		j->row.notify_state = 1;
+		ej_enter(j, JOB_DONE, "export complete; no AWS region to "
+		    "notify", 0);
+		if (rc == -2)
+			ej_due(j, ej_backoff(j->e->cfg->retry_min,
+			    j->e->cfg->retry_max, 1));
 		return;
 	}
 	ej_aws_call(j, build_publish, on_publish);
@@ -248,7 +253,17 @@ ej_notify_owed(const struct ejob *j)
 void
 ej_notify_retry(struct ejob *j)
 {
-	if (j->e->region == NULL || j->aws_wait || j->req != NULL)
+	if (j->aws_wait || j->req != NULL)
 		return;
-	ej_aws_call(j, build_publish, on_publish_owed);
+	switch (ej_region(j)) {
+	case 1:
+		ej_aws_call(j, build_publish, on_publish_owed);
+		break;
+	case -2:
+		j->attempts++;
+		ej_due(j, ej_backoff(j->e->cfg->retry_min,
+		    j->e->cfg->retry_max, j->attempts));
+		break;
+	}
+	/* 0: region_cb wakes us; -1: no region to announce it, ever. */
 }

@@ -24,34 +24,71 @@ uses_s3(const struct ejob *j)
 	return j->pt != NULL && j->pt->prof->s3_bucket != NULL;
 }
 
+/*
+ * A region lookup's answer, for the jobs that waited for it.  A failure
+ * that may heal (IMDS not answering yet at boot) is not kept for good:
+ * those jobs back off, and the next step that needs the region asks
+ * again (ej_region).
+ */
 static void
-region_cb(void *arg, const char *region, const char *error)
+region_cb(void *arg, const char *region, const char *error, int transient)
 {
 	struct engine *e = arg;
 	struct ejob *j;
 
+	e->region_asking = 0;
 	if (region != NULL) {
 		free(e->region);
 		e->region = strdup(region);
 		log_info("AWS region %s", region);
+	} else if (transient) {
+		snprintf(e->region_why, sizeof(e->region_why), "%s",
+		    error ? error : "unknown error");
 	} else {
 		snprintf(e->region_error, sizeof(e->region_error), "%s",
 		    error ? error : "unknown error");
 		log_warnx("no AWS region: %s", e->region_error);
 	}
 	TAILQ_FOREACH(j, &e->jobs, entry) {
+		if (!j->region_wait)
+			continue;
 		/* Secrets Manager needed the region for the BCDA token. */
-		if (j->waiting_token) {
-			j->waiting_token = 0;
-			j->next_at = ej_now(e);
-		}
-		if (j->next_at == NEVER && !j->aws_wait && j->req == NULL &&
-		    (j->row.state == JOB_S3_PUT || j->row.state ==
-		    JOB_IMPORT || j->row.state == JOB_NOTIFY ||
-		    ej_notify_owed(j)))
-			j->next_at = ej_now(e);
+		j->waiting_token = 0;
+		j->region_wait = 0;
+		j->region_failed = region == NULL && transient;
+		j->next_at = ej_now(e);
 	}
 	engine_arm(e);
+}
+
+/*
+ * The AWS region, for a step of j that needs it: 1 when it is known; 0
+ * when j is parked until a lookup answers (region_cb wakes it); -1 when
+ * there is none (e->region_error says why); -2 when the lookup failed in
+ * a way that may heal (e->region_why): the caller backs off, and j's next
+ * call asks again, so that a region from IMDS is found once IMDS answers.
+ */
+int
+ej_region(struct ejob *j)
+{
+	struct engine *e = j->e;
+
+	if (e->region == NULL && e->region_error[0] == '\0' &&
+	    !e->region_asking && !j->region_failed) {
+		e->region_asking = 1;
+		awscreds_region(e->creds, region_cb, e);
+	}
+	if (e->region != NULL)
+		return 1;
+	if (e->region_error[0] != '\0')
+		return -1;
+	if (j->region_failed || !e->region_asking) {
+		/* The lookup j waited for failed, or this one at once. */
+		j->region_failed = 0;
+		return -2;
+	}
+	j->region_wait = 1;
+	return 0;
 }
 
 /* The argument of a file's upload: its done callback and its journal. */
@@ -110,6 +147,7 @@ ej_s3_init(struct engine *e)
 	e->uenv.retry_min = e->cfg->retry_min;
 	e->uenv.retry_max = e->cfg->retry_max;
 	e->uenv.max_attempts = UPLOAD_ATTEMPTS;
+	e->region_asking = 1;
 	awscreds_region(e->creds, region_cb, e);
 	return 0;
 }
@@ -378,12 +416,17 @@ step_s3_put(struct ejob *j)
 		return;
 	}
 	p = j->pt->prof;
-	if (j->e->region == NULL) {
-		if (j->e->region_error[0] != '\0')
-			ej_fail(j, "no AWS region for s3://%s: %s (set region "
-			    "in [aws], or AWS_REGION)", p->s3_bucket,
-			    j->e->region_error);
+	switch (ej_region(j)) {
+	case 0:
 		return;		/* region_cb wakes us */
+	case -1:
+		ej_fail(j, "no AWS region for s3://%s: %s (set region in "
+		    "[aws], or AWS_REGION)", p->s3_bucket, j->e->region_error);
+		return;
+	case -2:
+		ej_retry(j, -1, "waiting for the AWS region of s3://%s: %s",
+		    p->s3_bucket, j->e->region_why);
+		return;
 	}
 	if (ej_load_files(j) != 0)
 		return;

@@ -229,12 +229,14 @@ sm_with_creds(void *arg, const struct aws_creds *c, const char *error)
 /*
  * The BCDA client id and secret: from Secrets Manager (cached in memory
  * only) or from the profile's secret file.  Returns 1 with *id and *secret
- * set (the secret malloc'd, to wipe), 0 when a fetch is under way, -1 on
- * an error in pt->error.
+ * set (the secret malloc'd, to wipe), 0 when a fetch (or the AWS region)
+ * is under way, -1 on an error in pt->error, -2 when an answer came at
+ * once: the step runs again (and may wait until pt->retry_at).
  */
 static int
-bcda_credentials(struct ptoken *pt, const char **id, char **secret)
+bcda_credentials(struct ejob *j, const char **id, char **secret)
 {
+	struct ptoken *pt = j->pt;
 	struct engine *e = pt->e;
 	char err[256];
 
@@ -259,14 +261,23 @@ bcda_credentials(struct ptoken *pt, const char **id, char **secret)
 		return 0;
 	if (e->creds == NULL)
 		return -1;
-	if (e->region == NULL) {
-		if (e->region_error[0] != '\0') {
-			snprintf(pt->error, sizeof(pt->error), "no AWS region to "
-			    "read %.80s: %.120s", pt->prof->bcda_secret_arn,
-			    e->region_error);
-			return -1;
-		}
+	switch (ej_region(j)) {
+	case 0:
 		return 0;	/* region_cb wakes the jobs */
+	case -1:
+		snprintf(pt->error, sizeof(pt->error), "no AWS region to "
+		    "read %.80s: %.120s", pt->prof->bcda_secret_arn,
+		    e->region_error);
+		return -1;
+	case -2:
+		/* As a failed read: the profile's jobs wait, then ask again. */
+		pt->failures++;
+		snprintf(pt->error, sizeof(pt->error), "no AWS region yet to "
+		    "read %.80s: %.120s", pt->prof->bcda_secret_arn,
+		    e->region_why);
+		pt->retry_at = ej_now(e) + ej_backoff(e->cfg->retry_min,
+		    e->cfg->retry_max, pt->failures);
+		return -2;
 	}
 	pt->sm_wait = 1;
 	awscreds_get(e->creds, sm_with_creds, pt);
@@ -318,7 +329,7 @@ need_token(struct ejob *j)
 			engine_arm(e);
 			return 0;
 		}
-		rc = bcda_credentials(pt, &id, &secret);
+		rc = bcda_credentials(j, &id, &secret);
 		if (rc == -2) {
 			/* Answered at once: run the step again from the loop. */
 			ej_due(j, 0);

@@ -7,7 +7,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-from harness import check, wait_for
+from harness import TERMINAL, check, wait_for
 from awsenv import BUCKET, PREFIX, aws_env, s3_error
 
 
@@ -219,14 +219,14 @@ def test_kill_between_create_and_its_record(env):
     check("never recorded; aborting it" in env.log_text(), "the log should say so")
 
 
-def _start_imds(env):
+def _start_imds(env, port=0):
     import subprocess as sp
     import sys
     from harness import REPO
     portfile = os.path.join(env.dir, "imds.port")
     log = open(os.path.join(env.dir, "imds.log"), "w")
     p = sp.Popen([sys.executable, os.path.join(REPO, "tests", "emulator", "imds_fake.py"),
-                  "--port", "0", "--portfile", portfile], stdout=log, stderr=sp.STDOUT)
+                  "--port", str(port), "--portfile", portfile], stdout=log, stderr=sp.STDOUT)
     env.cleanups.append(p.kill)
     wait_for(lambda: os.path.exists(portfile) and open(portfile).read().strip(), 10, "imds fake")
     return "http://127.0.0.1:%s" % open(portfile).read().strip()
@@ -275,6 +275,37 @@ def test_credentials_from_imds(env):
     check(st["token_puts"] >= 1 and st["cred_gets"] >= 1, "IMDS not used: %s" % st)
     check("credentials from imds" in env.log_text(), "log should name the source")
     check(tmp["SessionToken"] not in env.log_text(), "session token in the log")
+
+
+def test_region_from_imds_not_up_at_start(env):
+    """No region configured, and IMDS not answering yet when the daemon
+    starts (the network comes up after it at boot): the job reaching S3
+    backs off and asks IMDS again, instead of failing for the daemon's
+    whole life, and ends DONE once IMDS answers."""
+    from awsenv import free_port
+    moto, _, _, _ = aws_env(env)
+    text = open(env.conf).read()
+    check("region = us-east-1\n" in text, "the config's region line moved")
+    open(env.conf, "w").write(text.replace("region = us-east-1\n", ""))
+    port = free_port()
+    env.env_extra.update({"AWS_EC2_METADATA_DISABLED": None,
+                          "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:%d" % port})
+    env.start()
+    wait_for(lambda: "no AWS region" in env.log_text(), 30, "the start-up lookup to fail")
+    jid = env.run()
+    # Asked again with the engine's backoff, not once for good.
+    wait_for(lambda: ("waiting for the AWS region" in env.log_text() and
+                      "retry 2 in" in env.log_text()) or
+             env.job(jid)["state"] in TERMINAL, 60, "the job to ask twice for the region")
+    j = env.job(jid)
+    check(j["state"] == "S3_PUT", "the job should wait in S3_PUT, is %s: %s"
+          % (j["state"], j["last_error"]))
+    imds = _start_imds(env, port)
+    _fake_call(imds, "/_fake/config", {"region": "us-east-1"})
+    env.wait_done(jid, timeout=90)
+    _check_objects(env, moto, jid)
+    check(_fake_call(imds, "/_fake/stats")["region_gets"] >= 1, "IMDS not asked")
+    check("AWS region us-east-1 (from IMDS)" in env.log_text(), "the log should say so")
 
 
 def test_credentials_from_web_identity(env):

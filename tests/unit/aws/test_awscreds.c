@@ -41,6 +41,7 @@ static int		 home_seq;
 struct result {
 	int	 called;
 	int	 sync;		/* called before awscreds_get returned */
+	int	 transient;	/* the region's failure may heal */
 	char	*key, *secret, *token, *err, *region;
 	char	 source[32];
 	int64_t	 exp;
@@ -351,11 +352,12 @@ get(struct awscreds *ac, struct result *r)
 }
 
 static void
-region_cb(void *arg, const char *region, const char *err)
+region_cb(void *arg, const char *region, const char *err, int transient)
 {
 	struct result *r = arg;
 
 	r->called++;
+	r->transient = transient;
 	r->sync = in_call;
 	r->region = region ? strdup(region) : NULL;
 	r->err = err ? strdup(err) : NULL;
@@ -1110,6 +1112,48 @@ T_TEST(test_region)
 	T_ASSERT(r.region == NULL);
 	T_CONTAINS(r.err, "no AWS region: set region in bcdad.conf, "
 	    "AWS_REGION or AWS_DEFAULT_REGION");
+	T_EQ_INT(r.transient, 0);
+	result_clear(&r);
+	awscreds_free(ac);
+}
+
+/*
+ * IMDS not answering yet (at boot), or answering a server error: the
+ * region's failure is transient and not cached, so asking again finds
+ * the region once IMDS answers.  An empty answer is not transient.
+ */
+T_TEST(test_region_imds_not_up_yet)
+{
+	struct awscreds *ac;
+	struct result r = { 0 };
+
+	env_reset();
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1", 1);
+	fake_config("{\"region\": \"ap-south-1\"}");
+	ac = new_ac(NULL, NULL);
+	get_region(ac, &r);
+	T_ASSERT(r.region == NULL);
+	T_CONTAINS(r.err, "PUT http://127.0.0.1:1/latest/api/token: ");
+	T_EQ_INT(r.transient, 1);
+	T_ASSERT(awscreds_region_cached(ac) == NULL);
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake_url, 1);
+	fake_config("{\"fail_next\": 1}");
+	get_region(ac, &r);
+	T_ASSERT(r.region == NULL);
+	T_CONTAINS(r.err, "answered HTTP 500");
+	T_EQ_INT(r.transient, 1);
+	get_region(ac, &r);
+	T_EQ_STR(r.region, "ap-south-1");
+	T_EQ_INT(r.transient, 0);
+	result_clear(&r);
+	awscreds_free(ac);
+
+	env_reset();
+	fake_config("{\"region\": \"\"}");
+	ac = new_ac(NULL, NULL);
+	get_region(ac, &r);
+	T_CONTAINS(r.err, "IMDS placement/region is empty");
+	T_EQ_INT(r.transient, 0);
 	result_clear(&r);
 	awscreds_free(ac);
 }
@@ -1230,5 +1274,6 @@ T_MAIN("awscreds",
     T_CASE(test_imds_mandatory_refresh),
     T_CASE(test_imds_errors),
     T_CASE(test_region),
+    T_CASE(test_region_imds_not_up_yet),
     T_CASE(test_no_secrets_logged),
     T_CASE(test_fake_imds_rules))
