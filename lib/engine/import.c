@@ -279,6 +279,32 @@ on_describe(struct ejob *j, const struct http_resp *resp)
 }
 
 /*
+ * A new ClientToken for the job's import, in row->import_token: of its id
+ * and profile, and of its creation time, since an id repeats when the
+ * database is made anew (healthlake.h) and HealthLake would answer the
+ * new job's import with the old one's, or refuse it.  retried, when not
+ * 0, is the time of a bcdad retry, which needs an import of its own.
+ */
+static int
+new_client_token(struct job_row *row, time_t retried)
+{
+	char tok[HL_CLIENT_TOKEN_MAX + 1], *salted;
+	int rc;
+
+	if ((retried ? asprintf(&salted, "%s/%lld/retry-%lld", row->profile,
+	    (long long)row->created_at, (long long)retried) :
+	    asprintf(&salted, "%s/%lld", row->profile,
+	    (long long)row->created_at)) < 0)
+		return -ENOMEM;
+	rc = hl_client_token(row->id, salted, tok);
+	free(salted);
+	if (rc != 0)
+		return rc;
+	free(row->import_token);
+	return (row->import_token = strdup(tok)) != NULL ? 0 : -ENOMEM;
+}
+
+/*
  * bcdad retry of a job whose import failed: forget that import, and give
  * the next one a ClientToken of its own (HealthLake would answer the old
  * one with the failed import), salted with the time of the retry and
@@ -287,32 +313,23 @@ on_describe(struct ejob *j, const struct http_resp *resp)
 int
 ej_import_reset(struct job_row *row, time_t now)
 {
-	char tok[HL_CLIENT_TOKEN_MAX + 1], *salted;
 	int rc;
 
-	if (asprintf(&salted, "%s/retry-%lld", row->profile,
-	    (long long)now) < 0)
-		return -ENOMEM;
-	rc = hl_client_token(row->id, salted, tok);
-	free(salted);
-	if (rc != 0)
+	if ((rc = new_client_token(row, now)) != 0)
 		return rc;
 	free(row->import_job_id);
 	free(row->import_status);
 	free(row->import_message);
 	free(row->import_report);
-	free(row->import_token);
 	row->import_job_id = row->import_status = NULL;
 	row->import_message = row->import_report = NULL;
-	return (row->import_token = strdup(tok)) != NULL ? 0 : -ENOMEM;
+	return 0;
 }
 
 void
 step_import(struct ejob *j)
 {
 	const struct profile *p = j->pt->prof;
-	char tok[HL_CLIENT_TOKEN_MAX + 1];
-
 	int64_t resources = 0;
 	size_t i;
 
@@ -364,10 +381,11 @@ step_import(struct ejob *j)
 		return;
 	}
 	if (j->row.import_token == NULL) {
-		/* Written before the call: a retry or restart reuses it. */
-		if (hl_client_token(j->row.id, p->name, tok) != 0 ||
-		    (j->row.import_token = strdup(tok)) == NULL ||
-		    ej_save(j) != 0) {
+		/*
+		 * Written before the call: a retry or restart reuses it, as
+		 * it does a token recorded by an older bcdad.
+		 */
+		if (new_client_token(&j->row, 0) != 0 || ej_save(j) != 0) {
 			free(j->row.import_token);
 			j->row.import_token = NULL;
 			ej_retry(j, -1, "cannot record the import's ClientToken");

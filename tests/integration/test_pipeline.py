@@ -119,6 +119,49 @@ def test_kill_after_start_import_sent(env):
     check(len(_notifications(moto, 1)) == 1, "one notification")
 
 
+def test_client_token_differs_after_the_database_is_recreated(env):
+    """A job id repeats when the state database is made anew: the new job
+    1's import has a ClientToken of its own (with its creation time), so
+    HealthLake starts a new import instead of refusing it as a reuse of
+    the old job 1's token with other parameters.  A resumed job sends the
+    token its row holds, whatever made it."""
+    import sqlite3
+    moto, hl, _ = pipeline_env(env)
+    env.start()
+    first = env.run()
+    env.wait_done(first, timeout=120)
+    check(env.stop() == 0, "clean stop")
+    for ext in ("", "-wal", "-shm"):
+        if os.path.exists(os.path.join(env.state, "bcdad.db" + ext)):
+            os.unlink(os.path.join(env.state, "bcdad.db" + ext))
+    hl.config(hold_start_seconds=4)
+    env.start()
+    second = env.run()
+    check(second == first, "the new database should give job id %d again, gave %d"
+          % (first, second))
+    wait_for(lambda: hl.stats()["jobs_created"] >= 2 or
+             env.job(second)["state"] in harness.TERMINAL, 90, "the second import to start")
+    j = env.job(second)
+    check(hl.stats()["jobs_created"] == 2, "no second import; the job is %s: %s"
+          % (j["state"], j["last_error"]))
+    env.kill9()
+    toks = [x["ClientToken"] for x in hl.stats()["jobs"]]
+    check(toks[0] != toks[1], "the same ClientToken for both jobs: %s" % toks)
+    # Stands for a token recorded by an older bcdad before the restart:
+    # the resumed job must send it, not make a new one.
+    planted = "bcdad-%d-0123456789abcdef0123456789abcdef" % second
+    with sqlite3.connect(os.path.join(env.state, "bcdad.db")) as c:
+        check(c.execute("SELECT import_token FROM jobs WHERE id = ?",
+                        (second,)).fetchone()[0] == toks[1],
+              "the token should be recorded before the call")
+        c.execute("UPDATE jobs SET import_token = ? WHERE id = ?", (planted, second))
+    hl.config(hold_start_seconds=0)
+    env.start()
+    env.wait_done(second, timeout=120)
+    toks = [x["ClientToken"] for x in hl.stats()["jobs"]]
+    check(toks[2:] == [planted], "the resumed job sent %s, not its own token" % toks[2:])
+
+
 def test_kill_in_import_polling_and_notify(env):
     moto, hl, _ = pipeline_env(env)
     hl.config(in_progress_seconds=4)
