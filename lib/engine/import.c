@@ -150,6 +150,7 @@ static void
 hl_failed(struct ejob *j, const char *what, const struct http_resp *resp)
 {
 	struct aws_error e;
+	int expired;
 
 	aws_parse_error(resp, &e);
 	if (resp->result != CURLE_OK) {
@@ -158,10 +159,12 @@ hl_failed(struct ejob *j, const char *what, const struct http_resp *resp)
 	}
 	if (e.code[0] == '\0')
 		snprintf(e.code, sizeof(e.code), "HTTP %ld", resp->status);
-	if (strcmp(e.code, "ExpiredTokenException") == 0 ||
-	    strcmp(e.code, "UnrecognizedClientException") == 0)
+	expired = strcmp(e.code, "ExpiredTokenException") == 0 ||
+	    strcmp(e.code, "ExpiredToken") == 0;
+	/* Fetched anew for the next call; only expired ones may then work. */
+	if (expired || strcmp(e.code, "UnrecognizedClientException") == 0)
 		awscreds_invalidate(j->e->creds);
-	if (aws_retryable(resp, &e))
+	if (expired || aws_retryable(resp, &e))
 		ej_retry(j, -1, "HealthLake %s: %s%s%s", what, e.code,
 		    e.message[0] ? ": " : "", e.message);
 	else

@@ -177,6 +177,41 @@ def test_kill_in_import_polling_and_notify(env):
     check(1 <= len(msgs) <= 2, "notifications: %d" % len(msgs))
 
 
+def test_expired_token_refreshes_credentials(env):
+    """HealthLake answers ExpiredTokenException (AWS's error for expired
+    session credentials) to the credentials bcdad holds: they are fetched
+    anew and the call made again with the new ones; DONE."""
+    moto, hl, _ = pipeline_env(env)
+    old = moto.bcdad_creds
+    k = moto.client("iam").create_access_key(UserName="bcdad")["AccessKey"]
+    new = (k["AccessKeyId"], k["SecretAccessKey"])
+    hl.config(callers={old[0]: {"secret": old[1], "expired": True}, new[0]: new[1]})
+    path = os.path.join(env.dir, "aws-credentials")
+
+    def creds_file(c):
+        with open(path + ".tmp", "w") as f:
+            f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % c)
+        os.rename(path + ".tmp", path)
+    creds_file(old)
+    env.env_extra.update({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+                          "AWS_SHARED_CREDENTIALS_FILE": path})
+    env.start()
+    jid = env.run()
+    # The old credentials are held from the first S3 upload on; the file
+    # has the new ones for the next fetch.
+    wait_for(lambda: "credentials from shared-credentials-file" in env.log_text(), 90,
+             "the credentials to be read")
+    creds_file(new)
+    j = env.wait_terminal(jid, timeout=120)
+    check(j["state"] == "DONE", "the job ended %s: %s" % (j["state"], j["last_error"]))
+    check(hl.stats()["auth_errors"] == 1, "ExpiredTokenException answers: %d"
+          % hl.stats()["auth_errors"])
+    check(env.log_text().count("credentials from shared-credentials-file") == 2,
+          "the credentials should have been fetched anew once")
+    check("ExpiredTokenException" in env.log_text(), "the log should name the error")
+    check(hl.stats()["jobs_created"] == 1, "one import")
+
+
 def test_throttling_then_success(env):
     moto, hl, _ = pipeline_env(env)
     hl.config(throttle_next=2)
