@@ -14,6 +14,13 @@
 #include "aws.h"
 #include "util/log.h"
 
+const char *
+aws_domain(const char *region)
+{
+	return strncmp(region, "cn-", 3) == 0 ? "amazonaws.com.cn" :
+	    "amazonaws.com";
+}
+
 char *
 aws_endpoint(const char *configured, const char *service, const char *region)
 {
@@ -25,8 +32,8 @@ aws_endpoint(const char *configured, const char *service, const char *region)
 		return strndup(configured, n - (n > 0 &&
 		    configured[n - 1] == '/'));
 	}
-	if (asprintf(&b, "https://%s.%s.amazonaws.com%s", service, region,
-	    strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
+	if (asprintf(&b, "https://%s.%s.%s", service, region,
+	    aws_domain(region)) < 0)
 		return NULL;
 	return b;
 }

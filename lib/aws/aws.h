@@ -44,6 +44,8 @@ struct aws_call {
  */
 char		*aws_endpoint(const char *configured, const char *service,
 		    const char *region);
+/* The domain of region's endpoints: amazonaws.com, amazonaws.com.cn. */
+const char	*aws_domain(const char *region);
 
 /*
  * A JSON-protocol call (HealthLake: version "1.0", Secrets Manager: "1.1"):

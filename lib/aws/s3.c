@@ -41,8 +41,8 @@ s3_where(const struct s3_loc *l, const char *key, char **base, char **path)
 		    ekey) < 0)
 			*path = NULL;
 	} else {
-		if (asprintf(base, "https://%s.s3.%s.amazonaws.com", l->bucket,
-		    l->region) < 0)
+		if (asprintf(base, "https://%s.s3.%s.%s", l->bucket,
+		    l->region, aws_domain(l->region)) < 0)
 			*base = NULL;
 		if (asprintf(path, "/%s", ekey) < 0)
 			*path = NULL;

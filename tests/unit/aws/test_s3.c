@@ -59,6 +59,11 @@ static const struct s3_loc loc_local_kms = {
 /* A bucket with dots goes path style on AWS too (TLS wildcard). */
 static const struct s3_loc loc_dotted = {
 	NULL, "eu-west-2", "my.dotted.bucket", NULL };
+/* China's regions are under amazonaws.com.cn. */
+static const struct s3_loc loc_china = {
+	NULL, "cn-north-1", "my-bucket", NULL };
+static const struct s3_loc loc_china_dotted = {
+	NULL, "cn-northwest-1", "my.dotted.bucket", NULL };
 
 /* ETags exactly as S3 returns them, quotes included. */
 static const char *const etags[3] = {
@@ -198,6 +203,15 @@ static const struct spec specs[] = {
 	{ "dotted bucket UploadPart", OP_PART, &loc_dotted, KEY2, 0, 4, 50, 50,
 	    "https://s3.eu-west-2.amazonaws.com/my.dotted.bucket/" KEY2_ENC
 	    "?partNumber=4&uploadId=" UPLOAD_ID_ENC },
+
+	{ "China PutObject", OP_PUT, &loc_china, KEY1, 1, 0, 0, 50,
+	    "https://my-bucket.s3.cn-north-1.amazonaws.com.cn/" KEY1_ENC },
+	{ "China UploadPart", OP_PART, &loc_china, KEY2, 0, 2, 50, 50,
+	    "https://my-bucket.s3.cn-north-1.amazonaws.com.cn/" KEY2_ENC
+	    "?partNumber=2&uploadId=" UPLOAD_ID_ENC },
+	{ "China dotted bucket PutObject", OP_PUT, &loc_china_dotted, KEY1, 0,
+	    0, 0, 50, "https://s3.cn-northwest-1.amazonaws.com.cn/"
+	    "my.dotted.bucket/" KEY1_ENC },
 };
 
 #define NSPECS	(sizeof(specs) / sizeof(specs[0]))
