@@ -70,9 +70,11 @@ int	upload_abort(const struct upload_env *, const struct s3_loc *,
 void	upload_cancel(struct upload *);
 
 /*
- * The S3 key of a file of an export: prefix + profile/time/name, with the
- * transactionTime in ISO 8601 basic form (2026-11-26T050612.9Z); error
- * files and manifest.json under time_meta/ instead of time/.
+ * The S3 key of a file of an export: prefix + profile/time/name, time
+ * being transaction_time in UTC in ISO 8601 basic form
+ * (2026-11-26T050612.9Z), or, when it is not a time (the export's
+ * directory's name, as 2026-11-26T05:06:12.9Z.2), itself without its
+ * colons; error files and manifest.json under time_meta/ instead of time/.
  */
 char	*upload_key(const char *prefix, const char *profile,
 	    const char *transaction_time, const char *name);

@@ -280,6 +280,7 @@ void	ej_s3_free(struct engine *e);
 void	ej_s3_kick(struct ejob *j);
 void	ej_s3_cancel(struct ejob *j);
 void	ej_s3_abandon(struct ejob *j);
+char	*ej_s3_key(const struct ejob *j, const char *name);
 void	step_s3_put(struct ejob *j);
 
 /* import.c */

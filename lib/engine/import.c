@@ -92,9 +92,8 @@ ej_import_uri(const struct ejob *j)
 	const struct profile *p = j->pt->prof;
 	char *key, *uri, *slash;
 
-	/* The data files' directory: where upload_key() puts them. */
-	if ((key = upload_key(p->s3_prefix, p->name, j->row.transaction_time,
-	    "x")) == NULL)
+	/* The data files' directory: where ej_s3_key() puts them. */
+	if ((key = ej_s3_key(j, "x")) == NULL)
 		return NULL;
 	if ((slash = strrchr(key, '/')) != NULL)
 		slash[1] = '\0';

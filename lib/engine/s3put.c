@@ -161,6 +161,23 @@ ej_s3_free(struct engine *e)
 	e->region = NULL;
 }
 
+/*
+ * The S3 key of the export's file name, in a folder named as the
+ * export's directory (its transactionTime, with .2 when another export of
+ * that time has the name): exports never share the prefix HealthLake
+ * imports whole.
+ */
+char *
+ej_s3_key(const struct ejob *j, const char *name)
+{
+	const struct profile *p = j->pt->prof;
+	const char *dir;
+
+	dir = j->row.out_dir != NULL ? strrchr(j->row.out_dir, '/') : NULL;
+	return upload_key(p->s3_prefix, p->name, dir != NULL ? dir + 1 :
+	    j->row.transaction_time, name);
+}
+
 static char *
 local_path(const struct ejob *j, const char *name)
 {
@@ -239,8 +256,7 @@ start_upload(struct ejob *j, size_t i)
 
 	if ((fu = calloc(1, sizeof(*fu))) == NULL ||
 	    (path = local_path(j, f->name)) == NULL ||
-	    (key = upload_key(p->s3_prefix, p->name, j->row.transaction_time,
-	    f->name)) == NULL) {
+	    (key = ej_s3_key(j, f->name)) == NULL) {
 		free(fu);
 		free(path);
 		return;
@@ -323,7 +339,6 @@ file_abandoned(struct upload *u, int rc, const char *why, void *arg)
 void
 ej_s3_abandon(struct ejob *j)
 {
-	const struct profile *p;
 	struct file_up *fu;
 	struct s3_loc l;
 	char *key;
@@ -331,7 +346,6 @@ ej_s3_abandon(struct ejob *j)
 
 	if (!uses_s3(j) || j->e->region == NULL || j->e->stopping)
 		return;
-	p = j->pt->prof;
 	loc_of(j, &l);
 	for (i = 0; i < j->nfiles; i++) {
 		struct file_row *f = &j->files[i];
@@ -341,8 +355,7 @@ ej_s3_abandon(struct ejob *j)
 			continue;
 		fu->job = j;
 		fu->idx = i;
-		key = upload_key(p->s3_prefix, p->name,
-		    j->row.transaction_time, f->name);
+		key = ej_s3_key(j, f->name);
 		if (key == NULL || upload_abort(&j->e->uenv, &l, f, key,
 		    file_abandoned, fu, &j->fs[i].up) != 0) {
 			free(fu);
@@ -469,8 +482,7 @@ step_s3_put(struct ejob *j)
 		return;
 	}
 	if (j->manifest_done) {
-		key = upload_key(p->s3_prefix, p->name, j->row.transaction_time,
-		    "");
+		key = ej_s3_key(j, "");
 		snprintf(why, sizeof(why), "%zu files and manifest.json in "
 		    "s3://%s/%s", j->nfiles, p->s3_bucket, key ? key : "");
 		free(key);
@@ -480,8 +492,7 @@ step_s3_put(struct ejob *j)
 	}
 	/* Last, so that its presence in S3 means the export is complete. */
 	path = local_path(j, "manifest.json");
-	key = upload_key(p->s3_prefix, p->name, j->row.transaction_time,
-	    "manifest.json");
+	key = ej_s3_key(j, "manifest.json");
 	loc_of(j, &l);
 	rc = path && key ? upload_start(&j->e->uenv, &l, NULL, path, key, 0,
 	    manifest_uploaded, j, &j->manifest_up) : -ENOMEM;

@@ -13,7 +13,9 @@ from awsenv import BUCKET, PREFIX, aws_env, s3_error
 
 def _keys(env, jid):
     j = env.job(jid)
-    t = j["transaction_time"].replace(":", "")     # ISO 8601 basic form
+    # Named as the export's directory: its transactionTime in UTC (.2 when
+    # another export of that time came first), in ISO 8601 basic form.
+    t = os.path.basename(j["dir"]).replace(":", "")
     base = "%s%s/%s/" % (PREFIX, env.profile, t)
     meta = "%s%s/%s_meta/" % (PREFIX, env.profile, t)
     return j, base, meta
@@ -66,6 +68,31 @@ def test_export_lands_in_s3_with_kms(env):
     # A clean stop: exit 0, and under ASan no leak or error report.
     check(env.stop() == 0, "daemon did not exit 0 on SIGTERM")
     check("Sanitizer" not in env.log_text(), "sanitizer report:\n" + env.log_text()[-3000:])
+
+
+def test_exports_of_one_transaction_time_keep_apart(env):
+    """BCDA v2's transactionTime is BFD's last load, the same for a second
+    export until the next: a --full run after a first export gets a
+    directory and an S3 folder of its own (<time>.2), its files fetched
+    and stored there, the first export's objects left as they were."""
+    moto, _, _, _ = aws_env(env, keep_local="yes")
+    env.start()
+    first = env.run()
+    env.wait_done(first, timeout=120)
+    objs1, base1, _ = _check_objects(env, moto, first)
+    before = {k: moto.get(k) for k in objs1 if k.startswith(base1)}
+    served = len([x for x in env.emu.jobs() if x["status"] == "Completed"][-1]["files"])
+    out = env.cli("run", env.profile, "--full").stdout
+    second = int(out.split()[2])
+    env.wait_done(second, timeout=120)
+    j1, j2 = env.job(first), env.job(second)
+    check(j1["transaction_time"] == j2["transaction_time"], "the emulator moved the time")
+    check(j2["dir"] == j1["dir"] + ".2", "second export in %s" % j2["dir"])
+    _, base2, _ = _check_objects(env, moto, second)
+    check(base2 == base1[:-1] + ".2/", "second export's keys under %s" % base2)
+    check(all(moto.get(k) == v for k, v in before.items()), "the first export's objects changed")
+    check("read back" not in env.log_text(), "a file was read back:\n" + env.log_text()[-2000:])
+    check(served > 0, "the second export had no files")
 
 
 def test_large_file_goes_multipart(env):
