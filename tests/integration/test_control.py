@@ -9,6 +9,7 @@ any bearer token reaches the logs, the database or the status output.
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import stat
@@ -570,12 +571,19 @@ def test_check_storage_writable(env):
 
 def as_nobody(env, *args):
     """bcdad ARGS over env's socket, run as nobody (in group nogroup alone):
-    a client that is neither root nor the daemon's user or group."""
+    a client that is neither root nor the daemon's user or group.  The
+    client is a copy in env.dir (which the caller opened to others): the
+    build tree may sit where nobody cannot reach it (CI's is in a 0700
+    temporary directory)."""
     def drop():
         os.setgroups([])
         os.setgid(65534)
         os.setuid(65534)
-    return subprocess.run([harness.BIN, "-s", env.sock] + list(args), capture_output=True,
+    client = os.path.join(env.dir, "bcdad-client")
+    if not os.path.exists(client):
+        shutil.copy(harness.BIN, client)
+        os.chmod(client, 0o755)
+    return subprocess.run([client, "-s", env.sock] + list(args), capture_output=True,
                           text=True, timeout=30, preexec_fn=drop)
 
 
