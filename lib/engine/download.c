@@ -380,26 +380,42 @@ nomem:
 	ej_file_failed(j, i, 0, -1, "out of memory");
 }
 
-static json_t *
-manifest_json(struct ejob *j)
+/*
+ * manifest.json's text: the export's fields, then its files, each an
+ * object on a line of its own.  Made one file at a time, so that an
+ * export of many thousand files needs no tree of them all beside the
+ * text (that tree took a kilobyte a file).
+ */
+static char *
+manifest_text(struct ejob *j)
 {
-	json_t *root, *files, *o;
-	size_t i;
+	json_t *o;
+	char *head, *line, *text = NULL;
+	size_t len, i;
+	FILE *out;
+	int ok;
 
-	root = json_pack("{s:i, s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I}}",
-	    "version", 1, "profile", j->row.profile,
+	o = json_pack("{s:i, s:s, s:s?, s:s?, s:s?, s:I, s:{s:I, s:I, s:I, "
+	    "s:I}}", "version", 1, "profile", j->row.profile,
 	    "transactionTime", j->row.transaction_time,
 	    "request", j->row.kickoff_url, "since", j->row.since,
+	    "job", (json_int_t)j->row.id,
 	    "errors", "fatal", (json_int_t)j->row.err_counts[0],
 	    "error", (json_int_t)j->row.err_counts[1],
 	    "warning", (json_int_t)j->row.err_counts[2],
 	    "information", (json_int_t)j->row.err_counts[3]);
-	if (root == NULL)
+	head = o != NULL ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) :
+	    NULL;
+	json_decref(o);
+	if (head == NULL || (out = open_memstream(&text, &len)) == NULL) {
+		free(head);
 		return NULL;
-	files = json_array();
-	json_object_set_new(root, "job", json_integer(j->row.id));
-	json_object_set_new(root, "files", files);
-	for (i = 0; i < j->nfiles; i++) {
+	}
+	/* The head without its closing "\n}", then "files" last. */
+	ok = fprintf(out, "%.*s,\n  \"files\": [", (int)strlen(head) - 2,
+	    head) > 0;
+	free(head);
+	for (i = 0; ok && i < j->nfiles; i++) {
 		struct file_row *f = &j->files[i];
 
 		o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s?}",
@@ -407,9 +423,18 @@ manifest_json(struct ejob *j)
 		    "type", f->type, "name", f->name,
 		    "lines", (json_int_t)f->lines,
 		    "bytes", (json_int_t)f->bytes, "sha256", f->sha256);
-		json_array_append_new(files, o);
+		line = o != NULL ? json_dumps(o, JSON_SORT_KEYS) : NULL;
+		json_decref(o);
+		ok = line != NULL && fprintf(out, "%s\n    %s", i > 0 ? "," : "",
+		    line) > 0;
+		free(line);
 	}
-	return root;
+	ok = ok && fprintf(out, "%s]\n}\n", j->nfiles > 0 ? "\n  " : "") > 0;
+	if (fclose(out) != 0 || !ok) {
+		free(text);
+		return NULL;
+	}
+	return text;
 }
 
 /* manifest.json, written durably on the thread pool. */
@@ -463,7 +488,6 @@ finish_download(struct ejob *j)
 	char *path = NULL, *text = NULL;
 	int64_t lines = 0, bytes = 0;
 	size_t i, failed = 0, first = 0;
-	json_t *m;
 
 	for (i = 0; i < j->nfiles; i++) {
 		if (j->files[i].state == FILE_FAILED && failed++ == 0)
@@ -480,8 +504,7 @@ finish_download(struct ejob *j)
 		    "unknown error");
 		return;
 	}
-	if ((m = manifest_json(j)) == NULL ||
-	    (text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS)) == NULL ||
+	if ((text = manifest_text(j)) == NULL ||
 	    asprintf(&path, "%s/manifest.json", j->row.out_dir) < 0) {
 		path = NULL;
 		ej_retry(j, -1, "out of memory writing manifest.json");
@@ -510,7 +533,6 @@ finish_download(struct ejob *j)
 	j->ndl++;
 	j->next_at = NEVER;
 out:
-	json_decref(m);
 	free(text);
 	free(path);
 }
