@@ -20,7 +20,9 @@ is asserted.  The numbers (the median round) go to
 tests/bench/results/<UTC time>.json with the machine's CPU and cores.
 
 Then, once each:
-  memory      bcdad's peak RSS at a quarter of BENCH_MB and at BENCH_BIG_MB
+  memory      bcdad's peak RSS at a quarter of BENCH_MB and at BENCH_BIG_MB;
+              and with 500 and 5,000 files of one line each: what each file
+              costs, whatever its size
   status      `bcdad status --json` run without pause during a download:
               p50 and p99 milliseconds, the client process included; and
               `true`, spawned the same way between them: the floor, what
@@ -493,6 +495,23 @@ def main():
             mem.append(bcdad_run(env, par))
         print("bcdad peak RSS: " + ", ".join("%.1f MiB at %.0f MB" % (
             m["rss"] / 1048576, m["ndjson"] / MB) for m in mem))
+        # Memory against the number of files: exports of one-line files
+        # (BCDA's request budget raised for them: paced at 1,000 requests
+        # per 5 minutes, 5,000 files would take 25).
+        with open(env.conf, "w") as f:
+            f.write(local_conf.replace("max_downloads = ", "bcda_request_limit = 100000\n"
+                                       "max_downloads = ", 1))
+        many = []
+        for n in (500, 5000):
+            env.emu.config(generate={"ExplanationOfBenefit": n}, lines_per_file=1)
+            many.append(bcdad_run(env, par))
+        env.emu.config(lines_per_file=per)
+        with open(env.conf, "w") as f:
+            f.write(local_conf)
+        slope = (many[1]["rss"] - many[0]["rss"]) / (many[1]["files"] - many[0]["files"])
+        print("bcdad peak RSS with one-line files: " + ", ".join("%.1f MiB at %d files" % (
+            m["rss"] / 1048576, m["files"]) for m in many) + "; %.2f KiB a file" % (
+                slope / 1024))
         # Status while the full-size download runs, and a resume.
         env.emu.config(generate={"ExplanationOfBenefit": lines})
         probe = {"status": [], "true": []}
@@ -558,6 +577,8 @@ def main():
                    "store": store.strip(),
                    "peak_rss": [{"ndjson_mb": m["ndjson"] / MB,
                                  "peak_rss_mib": m["rss"] / 1048576} for m in mem],
+                   "peak_rss_by_files": [{"files": m["files"],
+                                          "peak_rss_mib": m["rss"] / 1048576} for m in many],
                    "status_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99),
                                  "max": max(lat), "calls": len(lat),
                                  "true_p50": percentile(floor, 50),
